@@ -1,0 +1,1 @@
+"""The workflow gateway: POST /runWorkflow/<dag_id> -> DAG run -> output."""

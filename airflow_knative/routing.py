@@ -1,0 +1,131 @@
+"""The routing table: which service serves a task, and where that service listens.
+
+File format (YAML or JSON; the chart renders it into a ConfigMap, the local stack
+writes it for its worker processes)::
+
+    services:
+      compute-avg-distributed-extract-abcd1234:
+        url: http://compute-avg-distributed-extract-abcd1234.airflow.svc.cluster.local
+    tasks:
+      compute_avg_distributed:
+        extract: compute-avg-distributed-extract-abcd1234
+
+A task may also name a service itself with ``executor_config={"knative": {"service": ...}}``;
+that service must still be listed under ``services``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from airflow_knative.task_config import parse_task_config
+
+
+class ServiceEntry(BaseModel):
+    """Where one service listens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+
+
+class RoutingTable(BaseModel):
+    """The parsed routing file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    services: dict[str, ServiceEntry] = {}
+    tasks: dict[str, dict[str, str]] = {}
+
+    def to_document(self) -> dict[str, Any]:
+        """Return the plain data written to a routing file."""
+        return self.model_dump(mode="json")
+
+
+class RoutingError(LookupError):
+    """A task cannot be routed; the message names the task and the routing file."""
+
+
+class RoutingFileError(ValueError):
+    """The routing file is missing or malformed."""
+
+
+def load_routing_table(path: Path) -> RoutingTable:
+    """Parse the routing file at ``path``, naming the file in every error."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise RoutingFileError(
+            f"routing file {path} does not exist: set [knative_executor] routing_file "
+            "to the table the chart or `airflow-knative dev` writes"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise RoutingFileError(f"routing file {path} is not valid YAML/JSON: {exc}") from exc
+    try:
+        return RoutingTable.model_validate(data)
+    except ValidationError as exc:
+        raise RoutingFileError(f"routing file {path} is malformed: {exc}") from exc
+
+
+def write_routing_table(table: RoutingTable, path: Path) -> None:
+    """Write ``table`` atomically, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(table.to_document(), sort_keys=True))
+    os.replace(tmp, path)
+
+
+@dataclass
+class Router:
+    """Resolves tasks to service URLs, re-reading the routing file when it changes.
+
+    In a cluster the file is a mounted ConfigMap, which Kubernetes updates in
+    place: re-reading on a changed modification time picks up newly generated
+    services without restarting the scheduler.
+    """
+
+    path: Path
+    _table: RoutingTable = field(default_factory=RoutingTable)
+    _mtime_ns: int = -1
+
+    def table(self) -> RoutingTable:
+        """Return the current table, reloading it if the file changed."""
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = -2
+        if mtime != self._mtime_ns:
+            self._table = load_routing_table(self.path)
+            self._mtime_ns = mtime
+        return self._table
+
+    def service_for(self, dag_id: str, task_id: str, executor_config: dict[str, Any] | None) -> str:
+        """Return the name of the service that serves the task."""
+        override = parse_task_config(executor_config, where=f"{dag_id}.{task_id}").service
+        if override:
+            return override
+        service = self.table().tasks.get(dag_id, {}).get(task_id)
+        if service is None:
+            raise RoutingError(
+                f"no route for dag_id={dag_id!r} task_id={task_id!r} in routing file {self.path}: "
+                "run `make generate` and upgrade the release (or restart `make run`), "
+                'or set executor_config={"knative": {"service": ...}} on the task'
+            )
+        return service
+
+    def url_for(self, dag_id: str, task_id: str, executor_config: dict[str, Any] | None) -> str:
+        """Return the URL of the service that serves the task."""
+        service = self.service_for(dag_id, task_id, executor_config)
+        entry = self.table().services.get(service)
+        if entry is None:
+            raise RoutingError(
+                f"dag_id={dag_id!r} task_id={task_id!r} is served by {service!r}, "
+                f"which routing file {self.path} does not list under 'services'"
+            )
+        return entry.url

@@ -1,0 +1,1 @@
+"""The warm task worker: the HTTP server inside each Knative service."""
