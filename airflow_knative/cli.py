@@ -14,15 +14,23 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS = {
-    "worker": ("airflow_knative.worker.cli", "Serve task workloads over HTTP (runs inside each Knative service)."),
-    "gateway": ("airflow_knative.gateway.cli", "Serve POST /runWorkflow/<dag_id> in front of the Airflow API."),
+    "worker": (
+        "airflow_knative.worker.cli",
+        "Serve task workloads over HTTP (runs inside each Knative service).",
+    ),
+    "gateway": (
+        "airflow_knative.gateway.cli",
+        "Serve POST /runWorkflow/<dag_id> in front of the Airflow API.",
+    ),
     "dev": ("airflow_knative.local.cli", "Run the whole stack on this machine (what `make run` starts)."),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every sub-command's options."""
-    parser = argparse.ArgumentParser(prog="airflow-knative", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="airflow-knative", description="Airflow 3 tasks on pre-warmed, autoscaled Knative services."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)

@@ -89,3 +89,13 @@ STREAM_EVENT_ADAPTER: TypeAdapter[AcceptedEvent | HeartbeatEvent | FinishedEvent
 def encode_event(event: BaseModel) -> bytes:
     """Serialise one stream event as a JSON line."""
     return event.model_dump_json().encode() + b"\n"
+
+
+def encode_dispatch_request(workload_json: str, inline_xcoms: list[InlineXCom]) -> bytes:
+    """Build a :class:`DispatchRequest` body around an already-serialised workload.
+
+    The scheduler serialises each workload once (``model_dump_json``); splicing
+    that text in avoids parsing and re-serialising it on the dispatch hot path.
+    """
+    inline = ",".join(x.model_dump_json() for x in inline_xcoms)
+    return f'{{"workload":{workload_json},"inline_xcoms":[{inline}]}}'.encode()

@@ -52,6 +52,12 @@ class SettingsError(ValueError):
     """A required option is missing or an option has the wrong type."""
 
 
+def _convert(spec: dataclasses.Field[Any], raw: str) -> Any:
+    """Turn an option's text into the type of its default (int, float or str)."""
+    kind = type(spec.default)
+    return kind(raw) if kind in (int, float) else raw
+
+
 def load_settings() -> ExecutorSettings:
     """Read ``[knative_executor]`` from Airflow's configuration."""
     from airflow.configuration import conf
@@ -62,7 +68,7 @@ def load_settings() -> ExecutorSettings:
         if raw is None or raw == "":
             continue
         try:
-            values[spec.name] = type(spec.default)(raw)
+            values[spec.name] = _convert(spec, raw)
         except ValueError as exc:
             raise SettingsError(f"[{SECTION}] {spec.name} = {raw!r}: {exc}") from exc
     settings = ExecutorSettings(**values)

@@ -1,0 +1,68 @@
+"""Return values the executor has seen, kept to send inline to downstream tasks.
+
+Bounded by total size and evicted least-recently-used, so a long-running
+scheduler's memory does not grow with the number of runs; a value that was
+evicted (or never fit) is simply read through the API by the task.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from airflow_knative.protocol import InlineXCom
+
+#: (dag_id, run_id, task_id, map_index)
+ValueKey = tuple[str, str, str, int]
+
+
+class ResultCache:
+    """An LRU map of task return values with a byte budget, indexed by DAG run."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used_bytes = 0
+        self._entries: OrderedDict[ValueKey, tuple[Any, int]] = OrderedDict()
+        self._by_run: defaultdict[tuple[str, str], set[ValueKey]] = defaultdict(set)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, key: ValueKey, value: Any) -> None:
+        """Remember ``value``; values larger than the whole budget are not kept."""
+        size = len(json.dumps(value, separators=(",", ":")))
+        self._drop(key)
+        if size > self.max_bytes:
+            return
+        self._entries[key] = (value, size)
+        self._by_run[key[:2]].add(key)
+        self.used_bytes += size
+        while self.used_bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def inline_for(
+        self, dag_id: str, run_id: str, upstream_task_ids: Iterable[str], budget_bytes: int
+    ) -> list[InlineXCom]:
+        """Return the cached values of the given upstream tasks that fit in ``budget_bytes``, in key order."""
+        wanted = set(upstream_task_ids)
+        chosen: list[InlineXCom] = []
+        for key in sorted(self._by_run.get((dag_id, run_id), ())):
+            value, size = self._entries[key]
+            if key[2] not in wanted or size > budget_bytes:
+                continue
+            budget_bytes -= size
+            self._entries.move_to_end(key)
+            chosen.append(InlineXCom(task_id=key[2], map_index=key[3], value=value))
+        return chosen
+
+    def _drop(self, key: ValueKey) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        self.used_bytes -= entry[1]
+        run_keys = self._by_run[key[:2]]
+        run_keys.discard(key)
+        if not run_keys:
+            del self._by_run[key[:2]]

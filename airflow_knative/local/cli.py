@@ -1,0 +1,58 @@
+"""``airflow-knative dev``: options of the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the local stack's options (all have defaults: `make run` passes none)."""
+    env = os.environ.get
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=Path(env("AIRFLOW_KNATIVE_DEV_HOME", ".run")),
+        help="Folder for AIRFLOW_HOME, the database, secrets and every component's log.",
+    )
+    parser.add_argument("--dags-folder", type=Path, default=Path("workflows"), help="DAG files to serve.")
+    parser.add_argument(
+        "--database-url",
+        default=env("AIRFLOW_KNATIVE_DEV_DATABASE_URL", ""),
+        help="Airflow metadata database URL; default: SQLite in --home.",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=("knative", "local"),
+        default="knative",
+        help="knative (default), or Airflow's stock LocalExecutor for comparisons.",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="Local worker processes standing in for services."
+    )
+    parser.add_argument("--worker-concurrency", type=int, default=4, help="Tasks each worker runs at once.")
+    parser.add_argument("--api-port", type=int, default=int(env("AIRFLOW_KNATIVE_DEV_API_PORT", "8080")))
+    parser.add_argument(
+        "--gateway-port", type=int, default=int(env("AIRFLOW_KNATIVE_DEV_GATEWAY_PORT", "8000"))
+    )
+    parser.add_argument(
+        "--worker-base-port",
+        type=int,
+        default=int(env("AIRFLOW_KNATIVE_DEV_WORKER_BASE_PORT", "8101")),
+        help="First worker's port; the others follow.",
+    )
+    parser.add_argument("--admin-user", default=env("AIRFLOW_KNATIVE_DEV_USER", "admin"))
+    parser.add_argument(
+        "--admin-password",
+        default=env("AIRFLOW_KNATIVE_DEV_PASSWORD", "admin"),
+        help="Fine only because everything listens on 127.0.0.1.",
+    )
+    parser.add_argument("--parallelism", type=int, default=32, help="[core] parallelism.")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start everything, print how to call it, stop everything on Ctrl-C."""
+    from airflow_knative.local.stack import run_until_interrupted
+
+    return run_until_interrupted(args)

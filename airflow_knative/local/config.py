@@ -1,0 +1,148 @@
+"""Everything the local stack's processes are told: ports, paths, secrets, Airflow settings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+EXECUTORS = {"knative": "airflow_knative.executor.KnativeExecutor", "local": "LocalExecutor"}
+
+#: Low-latency scheduling, as measured in shared/notes/platform-facts.md (about 21 % of a
+#: core idle for the scheduler, against 1.5 % with Airflow's defaults).
+LOW_LATENCY_SETTINGS = {
+    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.05",
+    "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+}
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Resolved options of one local stack."""
+
+    home: Path
+    dags_folder: Path
+    database_url: str
+    executor: str
+    workers: int
+    worker_concurrency: int
+    api_port: int
+    gateway_port: int
+    worker_base_port: int
+    admin_user: str
+    admin_password: str
+    parallelism: int
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> StackConfig:
+        """Build from ``airflow-knative dev`` options, making paths absolute."""
+        home = args.home.resolve()
+        return cls(
+            home=home,
+            dags_folder=args.dags_folder.resolve(),
+            database_url=args.database_url or f"sqlite:///{home / 'airflow' / 'airflow.db'}",
+            executor=args.executor,
+            workers=args.workers,
+            worker_concurrency=args.worker_concurrency,
+            api_port=args.api_port,
+            gateway_port=args.gateway_port,
+            worker_base_port=args.worker_base_port,
+            admin_user=args.admin_user,
+            admin_password=args.admin_password,
+            parallelism=args.parallelism,
+        )
+
+    @property
+    def airflow_home(self) -> Path:
+        """AIRFLOW_HOME of every process."""
+        return self.home / "airflow"
+
+    @property
+    def log_dir(self) -> Path:
+        """One log file per component lives here."""
+        return self.home / "logs"
+
+    @property
+    def routing_file(self) -> Path:
+        """The routing table the executor reads."""
+        return self.home / "routing.yaml"
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Generated secrets, kept across restarts."""
+        return self.home / "secrets"
+
+    @property
+    def api_url(self) -> str:
+        """The Airflow API server."""
+        return f"http://{LOOPBACK}:{self.api_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        """The workflow gateway."""
+        return f"http://{LOOPBACK}:{self.gateway_port}"
+
+    @property
+    def worker_urls(self) -> list[str]:
+        """The local worker processes."""
+        return [f"http://{LOOPBACK}:{self.worker_base_port + i}" for i in range(self.workers)]
+
+
+def stored_secret(path: Path, make: str | None = None) -> str:
+    """Return the secret in ``path``, creating it (mode 0600) on first use."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(make or secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def airflow_environment(config: StackConfig) -> dict[str, str]:
+    """Airflow settings shared by the API server, scheduler and DAG processor."""
+    passwords = config.home / "passwords.json"
+    passwords.write_text(json.dumps({config.admin_user: config.admin_password}))
+    passwords.chmod(0o600)
+    return {
+        **task_environment(config),
+        **LOW_LATENCY_SETTINGS,
+        "AIRFLOW__CORE__EXECUTOR": EXECUTORS[config.executor],
+        "AIRFLOW__CORE__PARALLELISM": str(config.parallelism),
+        "AIRFLOW__CORE__FERNET_KEY": stored_secret(config.secrets_dir / "fernet_key", _fernet_key()),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": config.database_url,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{config.admin_user}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API_AUTH__JWT_SECRET": stored_secret(config.secrets_dir / "jwt_secret"),
+        "AIRFLOW__API__SECRET_KEY": stored_secret(config.secrets_dir / "api_secret_key"),
+        "AIRFLOW__API__BASE_URL": config.api_url,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__KNATIVE_EXECUTOR__ROUTING_FILE": str(config.routing_file),
+        "AIRFLOW__KNATIVE_EXECUTOR__SECRET_FILE": str(worker_secret_file(config)),
+    }
+
+
+def task_environment(config: StackConfig) -> dict[str, str]:
+    """What a process that runs tasks needs: no database, no auth secrets."""
+    return {
+        "AIRFLOW_HOME": str(config.airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(config.dags_folder),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{config.api_url}/execution/",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(config.log_dir / "tasks"),
+    }
+
+
+def worker_secret_file(config: StackConfig) -> Path:
+    """The executor-to-worker shared secret, generated on first start."""
+    path = config.secrets_dir / "worker_secret"
+    stored_secret(path)
+    return path

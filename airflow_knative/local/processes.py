@@ -1,0 +1,143 @@
+"""Start, watch and stop the local stack's processes, each with its own log file."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+_PR_SET_PDEATHSIG = 1
+
+
+class StackStartError(RuntimeError):
+    """A component did not come up; the message carries the end of its log."""
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """Return the last lines of a log file, for error messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class Component:
+    """One running process of the stack."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    health_url: str | None = None
+
+    def check_alive(self) -> None:
+        """Raise with the log's tail if the process has exited."""
+        code = self.process.poll()
+        if code is not None:
+            raise StackStartError(
+                f"{self.name} exited with code {code}; "
+                f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
+            )
+
+
+@dataclass
+class ProcessGroup:
+    """The processes of one stack, stopped together and in reverse start order."""
+
+    log_dir: Path
+    components: list[Component] = field(default_factory=list)
+
+    def start(
+        self, name: str, command: list[str], env: dict[str, str], health_url: str | None = None
+    ) -> Component:
+        """Start ``command`` with its output in ``<log_dir>/<name>.log``."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("ab") as log_file:
+            process = subprocess.Popen(
+                command,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches us; we stop the components in order
+                preexec_fn=_die_with_parent,  # noqa: PLW1509  # prctl only; started from one thread
+            )
+        component = Component(name, process, log_path, health_url)
+        self.components.append(component)
+        return component
+
+    def wait_healthy(self, timeout: float) -> None:
+        """Wait until every component with a health URL answers 200."""
+        pending = [c for c in self.components if c.health_url]
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                for component in list(pending):
+                    component.check_alive()
+                    if _answers(client, component.health_url or ""):
+                        pending.remove(component)
+                if pending and time.monotonic() > deadline:
+                    names = ", ".join(c.name for c in pending)
+                    raise StackStartError(
+                        f"not healthy after {timeout:.0f}s: {names} (logs in {self.log_dir})"
+                    )
+                time.sleep(0.2)
+
+    def check_alive(self) -> None:
+        """Raise if any component has exited."""
+        for component in self.components:
+            component.check_alive()
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM every process group (newest first), then SIGKILL what is left after ``grace``."""
+        for component in reversed(self.components):
+            _signal_group(component.process, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for component in reversed(self.components):
+            try:
+                component.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(component.process, signal.SIGKILL)
+                component.process.wait(5)
+        for component in self.components:  # children of a stopped leader (e.g. API server workers)
+            _signal_group(component.process, signal.SIGKILL)
+        self.components.clear()
+
+
+def _die_with_parent() -> None:
+    """Have Linux send SIGTERM to a component if the stack process dies without stopping it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: Ctrl-C and stop() still stop everything
+        pass
+
+
+def _answers(client: httpx.Client, url: str) -> bool:
+    try:
+        return client.get(url).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+    """Poll ``condition`` until true; raise :class:`StackStartError` naming ``what`` on time-out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise StackStartError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
