@@ -1,0 +1,104 @@
+"""The real local stack (Airflow API server, scheduler, DAG processor, workers, gateway), once per session.
+
+Nothing is mocked: every test here goes through the KnativeExecutor, HTTP, the
+worker's pool of Airflow supervisors and the gateway, with SQLite as database.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_knative.local.config import StackConfig
+from airflow_knative.local.stack import LocalStack
+from tests.conftest import WORKFLOWS, free_port
+
+E2E_DAGS = Path(__file__).parent / "dags"
+AUTH = ("admin", "e2e-password")
+
+
+@dataclass
+class RunningStack:
+    """Handles the tests need on the running stack."""
+
+    stack: LocalStack
+    gateway: httpx.Client
+
+    @property
+    def config(self) -> StackConfig:
+        return self.stack.config
+
+    def worker_events(self, event: str) -> list[dict[str, Any]]:
+        """Structured events the worker processes logged (see airflow_knative.worker.server)."""
+        found = []
+        for log in sorted(self.config.log_dir.glob("worker-*.log")):
+            for line in log.read_text(errors="replace").splitlines():
+                if f'"event": "{event}"' in line:
+                    record = json.loads(line[line.index("{") : line.rindex("}") + 1])
+                    record["log_file"] = log.name
+                    found.append(record)
+        return found
+
+    def scheduler_log(self) -> str:
+        return (self.config.log_dir / "scheduler.log").read_text(errors="replace")
+
+    def run_workflow(self, dag_id: str, data: Any, **params: str) -> httpx.Response:
+        return self.gateway.post(f"/runWorkflow/{dag_id}", json={"input": data}, params=params)
+
+
+def _stack_config(home: Path, dags: Path) -> StackConfig:
+    return StackConfig(
+        home=home,
+        dags_folder=dags,
+        database_url=f"sqlite:///{home / 'airflow' / 'airflow.db'}",
+        executor="knative",
+        workers=2,
+        worker_concurrency=4,
+        api_port=free_port(),
+        gateway_port=free_port(),
+        worker_base_port=free_port(),
+        admin_user=AUTH[0],
+        admin_password=AUTH[1],
+        parallelism=16,
+    )
+
+
+@pytest.fixture(scope="session")
+def e2e_dags(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The product's workflows plus the test-only DAGs, in one DAGs folder."""
+    dags = tmp_path_factory.mktemp("dags")
+    for source in [*WORKFLOWS.glob("*.py"), *E2E_DAGS.glob("*.py")]:
+        shutil.copy(source, dags / source.name)
+    return dags
+
+
+@pytest.fixture(scope="session")
+def running_stack(tmp_path_factory: pytest.TempPathFactory, e2e_dags: Path) -> Iterator[RunningStack]:
+    """Start the whole local stack once; stop every process at the end."""
+    home = tmp_path_factory.mktemp("stack")
+    stack = LocalStack(_stack_config(home, e2e_dags))
+    stack.start()
+    try:
+        with httpx.Client(base_url=stack.config.gateway_url, auth=AUTH, timeout=120) as gateway:
+            yield RunningStack(stack, gateway)
+    finally:
+        stack.stop()
+
+
+def wait_for(condition: Any, timeout: float = 60.0, interval: float = 0.5) -> Any:
+    """Poll until ``condition()`` returns something truthy; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
