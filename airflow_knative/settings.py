@@ -26,7 +26,11 @@ class ExecutorSettings:
     routing_file: str = _option("", "Routing table (YAML/JSON) mapping tasks to services. Required.")
     secret_file: str = _option("", "File holding the shared secret sent to workers. Required.")
     connect_timeout: float = _option(5.0, "Seconds to open a connection to a worker.")
-    accept_timeout: float = _option(30.0, "Seconds a worker may take to answer `accepted` per attempt.")
+    accept_timeout: float = _option(
+        300.0,
+        "Seconds to wait for `accepted` once a request is sent; covers a Knative cold start, "
+        "during which the activator holds the request. Not retried: the worker may hold the task.",
+    )
     dispatch_deadline: float = _option(
         300.0, "Seconds to keep retrying a task that no worker has accepted (cold starts, 429/5xx)."
     )
