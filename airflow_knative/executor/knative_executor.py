@@ -7,7 +7,9 @@ through a queue that :meth:`KnativeExecutor.sync` drains on each heartbeat.
 
 from __future__ import annotations
 
+import json
 import queue
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -80,12 +82,28 @@ class KnativeExecutor(BaseExecutor):
                 outcome = self._outcomes.get_nowait()
             except queue.Empty:
                 return
+            self._log_reported(outcome)
             if outcome.state == "success":
                 self.success(outcome.key, outcome.info)
             elif outcome.state == "failed":
                 self.fail(outcome.key, outcome.info)
             else:  # lost: Airflow's heartbeat checks own the task's state from here
                 self.running.discard(outcome.key)
+
+    def _log_reported(self, outcome: DispatchOutcome) -> None:
+        """One structured line when the scheduler learns a task's outcome (read by the benchmarks)."""
+        key = outcome.key
+        record = {
+            "event": "knative_task_reported",
+            "dag_id": key.dag_id,
+            "task_id": key.task_id,
+            "run_id": key.run_id,
+            "map_index": key.map_index,
+            "try_number": key.try_number,
+            "state": outcome.state,
+            "reported_at": time.time(),
+        }
+        self.log.info("%s", json.dumps(record))
 
     def end(self) -> None:
         """Stop dispatching; report what is still known, leave running tasks to their workers."""
