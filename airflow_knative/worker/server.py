@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from pydantic import ValidationError
@@ -243,5 +244,29 @@ def serve(args: argparse.Namespace) -> int:
         log_level="warning",
         timeout_graceful_shutdown=int(args.grace_period),
     )
-    uvicorn.Server(config).run()
+    DrainingServer(config, app.state.worker).run()
     return 0
+
+
+class DrainingServer(uvicorn.Server):
+    """Uvicorn, but a stop signal first marks the worker as draining.
+
+    From that moment new workloads get 503 (which the executor retries on another
+    pod) and readiness fails, while uvicorn's graceful shutdown lets the streams of
+    running tasks finish within ``--grace-period``.
+    """
+
+    def __init__(self, config: uvicorn.Config, state: WorkerState) -> None:
+        super().__init__(config)
+        self.worker_state = state
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Start draining, then let uvicorn shut down gracefully."""
+        if not self.worker_state.draining:
+            _log_event(
+                "worker_draining",
+                worker=self.worker_state.settings.name,
+                in_flight=self.worker_state.in_flight,
+            )
+        self.worker_state.draining = True
+        super().handle_exit(sig, frame)

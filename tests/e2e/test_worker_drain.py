@@ -1,0 +1,119 @@
+"""A worker told to stop (SIGTERM, as Kubernetes does) finishes the task it runs, then exits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from airflow_knative.local.config import task_environment, worker_secret_file
+from airflow_knative.routing import ServiceEntry, load_routing_table, write_routing_table
+from tests.conftest import free_port
+from tests.e2e.conftest import RunningStack, wait_for
+
+pytestmark = pytest.mark.e2e
+
+DRAIN_DAG = textwrap.dedent(
+    """
+    import time
+
+    from airflow.sdk import dag, task
+
+
+    @dag(dag_id="e2e_drain", schedule=None, catchup=False)
+    def e2e_drain():
+        @task
+        def nap():
+            time.sleep(3)
+            return "finished despite SIGTERM"
+
+        nap()
+
+
+    e2e_drain()
+    """
+)
+
+
+@pytest.fixture
+def extra_worker(
+    running_stack: RunningStack, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """A real worker process of its own, so stopping it leaves the shared stack intact."""
+    config = running_stack.config
+    port = free_port()
+    log_path = tmp_path / "drain-worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "airflow_knative.cli",
+                "worker",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--name",
+                "drain-worker",
+                "--secret-file",
+                str(worker_secret_file(config)),
+                "--grace-period",
+                "60",
+            ],
+            env={**os.environ, **task_environment(config)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ready(url), timeout=60, interval=0.2)
+        table = load_routing_table(config.routing_file)
+        table.services["e2e-drain"] = ServiceEntry(url=url)
+        table.tasks["e2e_drain"] = {"nap": "e2e-drain"}
+        write_routing_table(table, config.routing_file)  # the executor re-reads a changed table
+        yield process, log_path
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_sigterm_lets_the_running_task_finish(
+    running_stack: RunningStack, e2e_dags: Path, extra_worker: tuple[subprocess.Popen[bytes], Path]
+) -> None:
+    process, log_path = extra_worker
+    (e2e_dags / "e2e_drain.py").write_text(DRAIN_DAG)
+    accepted = wait_for(
+        lambda: (r := running_stack.run_workflow("e2e_drain", None, wait="false")).status_code == 202 and r,
+        timeout=90,
+        interval=2,
+    )
+    wait_for(lambda: '"event": "task_accepted"' in log_path.read_text(), timeout=60, interval=0.1)
+
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)  # uvicorn re-raises SIGTERM after its graceful shutdown: exit code -15
+
+    log = log_path.read_text()
+    assert log.index('"event": "worker_draining"') < log.index('"event": "task_finished"')
+
+    def ended() -> dict | None:
+        body = running_stack.gateway.get(accepted.json()["status_url"]).json()
+        return body if body.get("state") in ("success", "failed") else None
+
+    final = wait_for(ended, timeout=30)
+    assert final["state"] == "success"
+    assert final["output"] == "finished despite SIGTERM"
