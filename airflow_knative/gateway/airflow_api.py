@@ -1,0 +1,370 @@
+"""A small typed async client for the parts of the Airflow 3 REST API (v2) the gateway uses.
+
+Every call is made on behalf of one caller: :meth:`AirflowApi.as_user` binds the
+caller's Basic credentials, which are exchanged for a token (``POST /auth/token``)
+and cached. A 401 on a cached token means Airflow no longer accepts it (expired,
+secret rotated): the token is dropped and the exchange is retried once.
+
+Errors are raised as :class:`AirflowApiError` subclasses that say what was being
+done, so the web layer can map them to status codes without knowing httpx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from airflow_knative.gateway.auth import BasicCredentials, CacheKey, TokenCache
+
+API = "/api/v2"
+TOKEN_PATH = "/auth/token"
+#: Largest page Airflow serves by default (``[api] maximum_page_limit``).
+PAGE_LIMIT = 100
+#: XCom reads of one mapped task in flight at once.
+XCOM_READ_CONCURRENCY = 16
+
+
+def segment(value: str) -> str:
+    """Quote one path segment; run ids hold ``+`` and ``:``, which must not reach Airflow raw."""
+    return quote(value, safe="")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class AirflowApiError(Exception):
+    """A call to the Airflow API did not give the answer the gateway needs."""
+
+
+class AirflowUnreachable(AirflowApiError):
+    """No HTTP answer from Airflow at all (connection refused, DNS, timeout)."""
+
+    def __init__(self, url: str, cause: Exception) -> None:
+        self.url = url
+        reason = str(cause) or type(cause).__name__
+        super().__init__(f"cannot reach the Airflow API server at {url}: {reason}")
+
+
+class CredentialsRejected(AirflowApiError):
+    """Airflow refused the caller's user and password, or the token they bought."""
+
+
+class AirflowForbidden(AirflowApiError):
+    """The caller's Airflow user may not do this (Airflow answered 403)."""
+
+
+class AirflowNotFound(AirflowApiError):
+    """The DAG, run, task or XCom does not exist (Airflow answered 404)."""
+
+
+class AirflowBadResponse(AirflowApiError):
+    """Airflow answered with a status or body the gateway cannot use."""
+
+    def __init__(self, what: str, status: int, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(f"Airflow answered {status} to '{what}': {detail}")
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class DagInfo:
+    """The part of ``GET /dags/{dag_id}`` the gateway uses."""
+
+    dag_id: str
+    is_paused: bool
+
+
+@dataclass(frozen=True)
+class DagRunInfo:
+    """The part of a DAG run the gateway uses."""
+
+    dag_id: str
+    run_id: str
+    state: str
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One task of a DAG, as listed by ``GET /dags/{dag_id}/tasks``."""
+
+    task_id: str
+    downstream_task_ids: tuple[str, ...] = ()
+    is_mapped: bool = False
+
+
+@dataclass(frozen=True)
+class TaskInstanceInfo:
+    """One task instance of a run (one per map index for mapped tasks)."""
+
+    task_id: str
+    map_index: int
+    state: str | None
+
+
+@dataclass(frozen=True)
+class XComValue:
+    """A task instance's return value; ``found`` is false when it pushed none."""
+
+    found: bool
+    value: Any = None
+
+
+def _detail(response: httpx.Response) -> str:
+    """Airflow's error message in ``response`` (FastAPI's ``detail``), or its text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        return str(body["detail"])[:500]
+    return str(body)[:500]
+
+
+def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    """The JSON object in a successful answer; anything else is a bad response."""
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise AirflowBadResponse(what, response.status_code, "body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise AirflowBadResponse(what, response.status_code, "body is not a JSON object")
+    return body
+
+
+def _run_info(body: Mapping[str, Any], what: str) -> DagRunInfo:
+    try:
+        return DagRunInfo(
+            dag_id=str(body["dag_id"]), run_id=str(body["dag_run_id"]), state=str(body["state"])
+        )
+    except KeyError as exc:
+        raise AirflowBadResponse(what, 200, f"DAG run without {exc}") from exc
+
+
+def _task_info(body: Mapping[str, Any]) -> TaskInfo:
+    return TaskInfo(
+        task_id=str(body["task_id"]),
+        downstream_task_ids=tuple(body.get("downstream_task_ids") or ()),
+        is_mapped=bool(body.get("is_mapped")),
+    )
+
+
+def _task_instance_info(body: Mapping[str, Any]) -> TaskInstanceInfo:
+    return TaskInstanceInfo(
+        task_id=str(body["task_id"]), map_index=int(body.get("map_index", -1)), state=body.get("state")
+    )
+
+
+# --------------------------------------------------------------------------- client
+
+
+@dataclass
+class AirflowApi:
+    """Shared by all requests: one connection pool, one token cache.
+
+    ``http`` must have the Airflow API server's URL as ``base_url``.
+    """
+
+    http: httpx.AsyncClient
+    tokens: TokenCache
+    _exchanges: dict[CacheKey, asyncio.Future[str]] = field(default_factory=dict, init=False)
+
+    @property
+    def base_url(self) -> str:
+        """The Airflow API server's URL, for error messages."""
+        return str(self.http.base_url).rstrip("/")
+
+    def as_user(self, credentials: BasicCredentials) -> AirflowSession:
+        """Return a client acting as the caller identified by ``credentials``."""
+        return AirflowSession(self, credentials)
+
+    async def token(self, credentials: BasicCredentials) -> tuple[str, bool]:
+        """Return ``(token, from_cache)`` for ``credentials``, exchanging them if needed.
+
+        Concurrent calls for the same credentials share one exchange, so a burst of
+        requests from one user costs Airflow one login, not one per request.
+        """
+        key = credentials.cache_key
+        cached = self.tokens.get(key)
+        if cached is not None:
+            return cached, True
+        pending = self._exchanges.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._exchange(credentials))
+            self._exchanges[key] = pending
+            pending.add_done_callback(lambda done: self._exchange_done(key, done))
+        # shield: one caller giving up must not cancel the exchange others wait for.
+        return await asyncio.shield(pending), False
+
+    def _exchange_done(self, key: CacheKey, done: asyncio.Future[str]) -> None:
+        self._exchanges.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here so an exchange nobody awaits any more logs nothing
+
+    async def _exchange(self, credentials: BasicCredentials) -> str:
+        """``POST /auth/token``: the caller's user and password for an API token."""
+        what = f"log in as {credentials.username}"
+        body = {"username": credentials.username, "password": credentials.password}
+        response = await self.send("POST", TOKEN_PATH, what, json=body)
+        if response.status_code in (400, 401, 403):
+            raise CredentialsRejected(f"Airflow rejected the credentials of user {credentials.username!r}")
+        if response.status_code not in (200, 201):
+            raise AirflowBadResponse(what, response.status_code, _detail(response))
+        token = _json_object(response, what).get("access_token")
+        if not isinstance(token, str) or not token:
+            raise AirflowBadResponse(what, response.status_code, "no access_token in the answer")
+        self.tokens.put(credentials.cache_key, token)
+        return token
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        token: str | None = None,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        """Send one request; transport failures become :class:`AirflowUnreachable`."""
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        try:
+            return await self.http.request(method, path, json=json, params=params, headers=headers)
+        except httpx.TransportError as exc:
+            raise AirflowUnreachable(self.base_url, exc) from exc
+
+
+@dataclass(frozen=True)
+class AirflowSession:
+    """The Airflow API as seen by one caller."""
+
+    api: AirflowApi
+    credentials: BasicCredentials
+
+    async def authenticate(self) -> None:
+        """Make sure the caller's credentials buy a token (raises :class:`CredentialsRejected`)."""
+        await self.api.token(self.credentials)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        """Send with the caller's token; map error statuses to exceptions.
+
+        A 401 on a cached token drops it and retries once with a fresh exchange.
+        """
+        token, cached = await self.api.token(self.credentials)
+        response = await self.api.send(method, path, what, token=token, json=json, params=params)
+        if response.status_code == 401 and cached:
+            self.api.tokens.drop(self.credentials.cache_key, token)
+            token, _ = await self.api.token(self.credentials)
+            response = await self.api.send(method, path, what, token=token, json=json, params=params)
+        if response.is_success:
+            return response
+        if response.status_code == 401:
+            raise CredentialsRejected(f"Airflow refused the token of user {self.credentials.username!r}")
+        if response.status_code == 403:
+            raise AirflowForbidden(
+                f"Airflow user {self.credentials.username!r} may not {what}: {_detail(response)}"
+            )
+        if response.status_code == 404:
+            raise AirflowNotFound(f"{what}: {_detail(response)}")
+        raise AirflowBadResponse(what, response.status_code, _detail(response))
+
+    async def get_dag(self, dag_id: str) -> DagInfo:
+        """``GET /dags/{dag_id}`` (raises :class:`AirflowNotFound` for an unknown DAG)."""
+        what = f"read DAG {dag_id}"
+        body = _json_object(await self._call("GET", f"{API}/dags/{segment(dag_id)}", what), what)
+        return DagInfo(dag_id=str(body.get("dag_id", dag_id)), is_paused=bool(body.get("is_paused")))
+
+    async def unpause_dag(self, dag_id: str) -> None:
+        """``PATCH /dags/{dag_id}``: a paused DAG's runs would stay queued forever."""
+        await self._call(
+            "PATCH",
+            f"{API}/dags/{segment(dag_id)}",
+            f"unpause DAG {dag_id}",
+            json={"is_paused": False},
+            params={"update_mask": "is_paused"},
+        )
+
+    async def trigger_run(self, dag_id: str, conf: Mapping[str, Any]) -> DagRunInfo:
+        """``POST /dags/{dag_id}/dagRuns``: a manual run now (``logical_date`` null) with ``conf``."""
+        what = f"trigger DAG {dag_id}"
+        response = await self._call(
+            "POST",
+            f"{API}/dags/{segment(dag_id)}/dagRuns",
+            what,
+            json={"logical_date": None, "conf": dict(conf)},
+        )
+        return _run_info(_json_object(response, what), what)
+
+    async def get_run(self, dag_id: str, run_id: str) -> DagRunInfo:
+        """``GET /dags/{dag_id}/dagRuns/{run_id}``."""
+        what = f"read run {run_id} of DAG {dag_id}"
+        path = f"{API}/dags/{segment(dag_id)}/dagRuns/{segment(run_id)}"
+        return _run_info(_json_object(await self._call("GET", path, what), what), what)
+
+    async def list_tasks(self, dag_id: str) -> list[TaskInfo]:
+        """``GET /dags/{dag_id}/tasks``: every task with its downstream ids."""
+        what = f"list the tasks of DAG {dag_id}"
+        body = _json_object(await self._call("GET", f"{API}/dags/{segment(dag_id)}/tasks", what), what)
+        return [_task_info(task) for task in body.get("tasks") or ()]
+
+    async def list_task_instances(
+        self, dag_id: str, run_id: str, *, task_id: str | None = None, states: Iterable[str] = ()
+    ) -> list[TaskInstanceInfo]:
+        """Every task instance of a run (all pages), optionally of one task or in some states."""
+        what = f"list the task instances of run {run_id} of DAG {dag_id}"
+        path = f"{API}/dags/{segment(dag_id)}/dagRuns/{segment(run_id)}/taskInstances"
+        params: dict[str, Any] = {"limit": PAGE_LIMIT, "order_by": "map_index"}
+        if task_id is not None:
+            params["task_id"] = task_id
+        if states := list(states):
+            params["state"] = states
+        found: list[TaskInstanceInfo] = []
+        while True:
+            params["offset"] = len(found)
+            body = _json_object(await self._call("GET", path, what, params=params), what)
+            page = body.get("task_instances") or []
+            found.extend(_task_instance_info(ti) for ti in page)
+            if not page or len(found) >= int(body.get("total_entries", 0)):
+                return found
+
+    async def get_return_value(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1
+    ) -> XComValue:
+        """The ``return_value`` XCom of one task instance, as stored (JSON, no stringify)."""
+        what = f"read the return value of task {task_id}[{map_index}] in run {run_id} of DAG {dag_id}"
+        path = (
+            f"{API}/dags/{segment(dag_id)}/dagRuns/{segment(run_id)}"
+            f"/taskInstances/{segment(task_id)}/xcomEntries/return_value"
+        )
+        try:
+            response = await self._call("GET", path, what, params={"map_index": map_index})
+        except AirflowNotFound:
+            return XComValue(found=False)
+        return XComValue(found=True, value=_json_object(response, what).get("value"))
+
+    async def get_return_values(
+        self, dag_id: str, run_id: str, task_id: str, map_indexes: Iterable[int]
+    ) -> list[XComValue]:
+        """Return values of several instances of a mapped task, in the order given."""
+        limit = asyncio.Semaphore(XCOM_READ_CONCURRENCY)
+
+        async def read(map_index: int) -> XComValue:
+            async with limit:
+                return await self.get_return_value(dag_id, run_id, task_id, map_index)
+
+        return list(await asyncio.gather(*(read(index) for index in map_indexes)))
