@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import httpx
+from pydantic import ValidationError
 
 from airflow_knative.executor.result_cache import ResultCache
 from airflow_knative.executor.retry_policy import (
@@ -131,7 +132,8 @@ class Dispatcher:
         pending = len(self._in_flight)
         for task in list(self._in_flight):
             task.cancel()
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=5.0)
         if self._client is not None:
             await self._client.aclose()
         return pending
@@ -175,6 +177,10 @@ class Dispatcher:
             log.error(message)
             self.on_outcome(DispatchOutcome(key, "failed", message))
             return
+        except Exception as exc:  # never leave a task in the running set without an outcome
+            log.exception("dispatching %s to %s failed unexpectedly", key, url)
+            self.on_outcome(DispatchOutcome(key, "failed", f"{type(exc).__name__}: {exc}"))
+            return
         if finished.has_return_value:
             map_index = ti.map_index if ti.map_index is not None else -1
             self.results.put((ti.dag_id, ti.run_id, ti.task_id, map_index), finished.return_value)
@@ -209,44 +215,70 @@ class Dispatcher:
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _attempt(self, url: str, body: bytes) -> FinishedEvent:
-        """Send once; raise NotAcceptedError only while nothing can have started the task."""
+        """Send once; raise NotAcceptedError only while nothing can have started the task.
+
+        ``accept_timeout`` bounds everything up to the ``accepted`` event, response
+        headers included (a cold start behind Knative's activator delays both).
+        """
         assert self._client is not None
         headers = {SECRET_HEADER: self._secret, "Content-Type": "application/json"}
+        request = self._client.build_request(
+            "POST", url.rstrip("/") + WORKLOAD_PATH, content=body, headers=headers
+        )
+        accept_by = asyncio.get_running_loop().time() + self.settings.accept_timeout
         try:
-            async with self._client.stream(
-                "POST", url.rstrip("/") + WORKLOAD_PATH, content=body, headers=headers
-            ) as response:
-                if response.status_code in RETRYABLE_STATUS:
-                    raise NotAcceptedError(
-                        f"HTTP {response.status_code}", parse_retry_after(response.headers.get("Retry-After"))
-                    )
-                if response.status_code != 200:
-                    detail = (await response.aread()).decode(errors="replace")[:500]
-                    raise RejectedError(f"HTTP {response.status_code}: {detail}")
-                return await self._follow(response.aiter_lines())
+            async with asyncio.timeout_at(accept_by):
+                response = await self._client.send(request, stream=True)
+        except TimeoutError as exc:
+            raise AcceptTimeoutError(f"no answer within {self.settings.accept_timeout}s") from exc
         except httpx.TransportError as exc:
             # Before response headers the worker has not begun the task (it submits only
             # while streaming), so a transport error here is safe to retry.
             raise NotAcceptedError(f"{type(exc).__name__}: {exc}") from exc
-
-    async def _follow(self, lines: AsyncIterator[str]) -> FinishedEvent:
-        """Read ``accepted``, heartbeats and ``finished`` from an open response stream."""
         try:
-            first = await asyncio.wait_for(anext(lines), self.settings.accept_timeout)
+            if response.status_code in RETRYABLE_STATUS:
+                raise NotAcceptedError(
+                    f"HTTP {response.status_code}", parse_retry_after(response.headers.get("Retry-After"))
+                )
+            if response.status_code != 200:
+                detail = (await response.aread()).decode(errors="replace")[:500]
+                raise RejectedError(f"HTTP {response.status_code}: {detail}")
+            lines = response.aiter_lines()
+            await self._await_accepted(lines, accept_by)
+            return await self._await_finished(lines)
+        finally:
+            await response.aclose()
+
+    async def _await_accepted(self, lines: AsyncIterator[str], accept_by: float) -> None:
+        """Read the first event, which must be ``accepted``; from then on nothing is resent."""
+        try:
+            async with asyncio.timeout_at(accept_by):
+                first = await anext(lines)
         except TimeoutError as exc:
             raise AcceptTimeoutError(f"no 'accepted' within {self.settings.accept_timeout}s") from exc
         except (httpx.TransportError, StopAsyncIteration) as exc:
             raise StreamBrokenError(f"stream ended before 'accepted': {exc!r}") from exc
-        if not isinstance(STREAM_EVENT_ADAPTER.validate_json(first), AcceptedEvent):
-            raise RejectedError(f"worker answered {first!r} instead of 'accepted'")
+        try:
+            event = STREAM_EVENT_ADAPTER.validate_json(first)
+        except ValidationError as exc:
+            raise RejectedError(f"worker answered {first[:200]!r} instead of 'accepted'") from exc
+        if not isinstance(event, AcceptedEvent):
+            raise RejectedError(f"worker answered {first[:200]!r} instead of 'accepted'")
+
+    async def _await_finished(self, lines: AsyncIterator[str]) -> FinishedEvent:
+        """Read heartbeats until ``finished``; any failure here means the stream broke."""
+        idle = self.settings.stream_idle_timeout
         try:
             while True:
-                line = await asyncio.wait_for(anext(lines), self.settings.stream_idle_timeout)
+                async with asyncio.timeout(idle):
+                    line = await anext(lines)
                 event = STREAM_EVENT_ADAPTER.validate_json(line)
                 if isinstance(event, FinishedEvent):
                     return event
         except TimeoutError as exc:
-            raise StreamBrokenError(f"no event for {self.settings.stream_idle_timeout}s") from exc
+            raise StreamBrokenError(f"no event for {idle}s") from exc
+        except ValidationError as exc:
+            raise StreamBrokenError(f"unreadable event from the worker: {exc}") from exc
         except (httpx.TransportError, StopAsyncIteration) as exc:
             raise StreamBrokenError(repr(exc)) from exc
 

@@ -15,7 +15,7 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    stop_after_delay,
+    stop_before_delay,
     wait_exponential_jitter,
 )
 
@@ -69,7 +69,7 @@ def dispatch_retrying(
     return AsyncRetrying(
         retry=retry_if_exception_type(NotAcceptedError),
         wait=WaitHonouringRetryAfter(multiplier=initial_backoff, max=max_backoff, jitter=initial_backoff),
-        stop=stop_after_delay(deadline),
+        stop=stop_before_delay(deadline),  # never sleep past the deadline, then fail
         reraise=True,
         **kwargs,
     )
