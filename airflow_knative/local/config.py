@@ -124,7 +124,7 @@ def airflow_environment(config: StackConfig) -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": stored_secret(config.secrets_dir / "jwt_secret"),
         "AIRFLOW__API__SECRET_KEY": stored_secret(config.secrets_dir / "api_secret_key"),
         "AIRFLOW__API__BASE_URL": config.api_url,
-        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__WORKERS": "2",
         "AIRFLOW__KNATIVE_EXECUTOR__ROUTING_FILE": str(config.routing_file),
         "AIRFLOW__KNATIVE_EXECUTOR__SECRET_FILE": str(worker_secret_file(config)),
     }

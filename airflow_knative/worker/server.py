@@ -233,7 +233,12 @@ def serve(args: argparse.Namespace) -> int:
     """Import Airflow, fork the pool, serve until SIGTERM, then drain within the grace period."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = load_worker_settings(args)
-    import airflow.sdk.execution_time.supervisor  # noqa: F401  # warm: paid once, not per task
+    # Warm: paid once here, inherited by every pool process and task process through fork.
+    # The task process parses its DAG file with the DagBag: without this import each task
+    # pays about a second of CPU for it.
+    import airflow.dag_processing.dagbag
+    import airflow.sdk.execution_time.supervisor
+    import airflow.sdk.execution_time.task_runner  # noqa: F401
 
     pool = TaskPool(settings.concurrency)
     app = create_app(settings, pool)

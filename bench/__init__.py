@@ -1,0 +1,1 @@
+"""Benchmarks: the KnativeExecutor against stock Airflow, side by side (``make bench``)."""

@@ -1,0 +1,80 @@
+"""The bits of Airflow's REST API v2 the benchmark uses: trigger, wait, read records and XComs."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+TERMINAL_STATES = frozenset({"success", "failed"})
+
+
+def parse_ts(value: str | None) -> float | None:
+    """Airflow's ISO timestamps as POSIX seconds."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+class AirflowApi:
+    """A logged-in client of one Airflow API server."""
+
+    def __init__(self, base_url: str, user: str, password: str) -> None:
+        self.client = httpx.Client(base_url=base_url, timeout=30.0)
+        token = self.client.post("/auth/token", json={"username": user, "password": password})
+        token.raise_for_status()
+        self.client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _run_path(self, dag_id: str, run_id: str) -> str:
+        return f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
+
+    def unpause(self, dag_id: str) -> None:
+        self.client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """Trigger a run now; return its run id."""
+        body = {"logical_date": None, "conf": conf or {}}
+        response = self.client.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+        response.raise_for_status()
+        return str(response.json()["dag_run_id"])
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        response = self.client.get(self._run_path(dag_id, run_id))
+        response.raise_for_status()
+        return dict(response.json())
+
+    def wait_terminal(self, dag_id: str, run_id: str, timeout: float, interval: float = 0.05) -> str:
+        """Poll the run until success/failed (or ``timeout``); return the last state seen."""
+        deadline = time.monotonic() + timeout
+        state = "unknown"
+        while time.monotonic() < deadline:
+            state = str(self.dag_run(dag_id, run_id)["state"])
+            if state in TERMINAL_STATES:
+                return state
+            time.sleep(interval)
+        return f"timeout({state})"
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        response = self.client.get(f"{self._run_path(dag_id, run_id)}/taskInstances", params={"limit": 1000})
+        response.raise_for_status()
+        return list(response.json()["task_instances"])
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
+        response = self.client.get(
+            f"{self._run_path(dag_id, run_id)}/taskInstances/{task_id}/xcomEntries/return_value",
+            params={"map_index": map_index, "deserialize": True},
+        )
+        response.raise_for_status()
+        return response.json()["value"]
+
+    def tasks(self, dag_id: str) -> dict[str, list[str]]:
+        """task_id -> downstream task ids."""
+        response = self.client.get(f"/api/v2/dags/{dag_id}/tasks")
+        response.raise_for_status()
+        return {t["task_id"]: list(t["downstream_task_ids"]) for t in response.json()["tasks"]}

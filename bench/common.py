@@ -1,0 +1,73 @@
+"""Small helpers shared by the benchmark modules: ports, statistics, structured log lines."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import statistics
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+PORT_RANGE = (30000, 30999)
+_handed_out: set[int] = set()
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int = 1) -> int:
+    """Return the first of ``count`` consecutive free ports in 30000-30999 (never handed out twice)."""
+    low, high = PORT_RANGE
+    for _ in range(2000):
+        first = random.randint(low, high - count + 1)
+        block = range(first, first + count)
+        if any(p in _handed_out for p in block):
+            continue
+        if all(_bindable(p) for p in block):
+            _handed_out.update(block)
+            return first
+    raise RuntimeError(f"no {count} consecutive free port(s) in {low}-{high}")
+
+
+def summary(values: Iterable[float | None]) -> dict[str, Any]:
+    """Count, min, median, p90, max and mean of ``values`` (None for an empty list)."""
+    data = sorted(v for v in values if v is not None)
+    if not data:
+        return {"n": 0, "min": None, "median": None, "p90": None, "max": None, "mean": None}
+    p90 = data[min(len(data) - 1, round(0.9 * (len(data) - 1)))]
+    return {
+        "n": len(data),
+        "min": data[0],
+        "median": statistics.median(data),
+        "p90": p90,
+        "max": data[-1],
+        "mean": statistics.fmean(data),
+    }
+
+
+def json_events(path: Path, event: str) -> Iterator[dict[str, Any]]:
+    """Structured JSON log lines ``{"event": <event>, ...}`` found in a component's log file."""
+    if not path.exists():
+        return
+    marker = f'"event": "{event}"'
+    for line in path.read_text(errors="replace").splitlines():
+        if marker in line:
+            try:
+                yield json.loads(line[line.index("{") : line.rindex("}") + 1])
+            except ValueError:
+                continue
+
+
+def fmt(value: float | None, unit: str = "s", digits: int = 3) -> str:
+    """Format a figure for the markdown report."""
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}{' ' + unit if unit else ''}"

@@ -1,0 +1,60 @@
+"""How much each profile measures."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+HEADLINE_DAGS = ("compute_avg_distributed", "benchmark_w8_d3")
+WIDTHS = [1, 2, 4, 8, 16, 24, 48]
+DEPTHS = [2, 4, 8, 16]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    headline_runs: int
+    family_runs: int
+    warmup_runs: int
+    widths: list[int] = field(default_factory=lambda: list(WIDTHS))
+    depths: list[int] = field(default_factory=lambda: list(DEPTHS))
+    overhead_runs: int = 8
+    dispatch_workloads: int = 10_000
+    dispatch_parallelism: int = 64
+    gateway_calls: int = 50
+    headline_dags: tuple[str, ...] = HEADLINE_DAGS
+    #: Warm up every DAG (True) or only the headline DAGs, which load both DAG files (quick).
+    warm_up_all: bool = True
+
+    def dags(self) -> list[tuple[str, int]]:
+        """(dag_id, measured runs per system), headline DAGs first."""
+        plan = [(dag_id, self.headline_runs) for dag_id in self.headline_dags]
+        plan += [
+            (f"benchmark_w{w}_d3", self.family_runs)
+            for w in self.widths
+            if f"benchmark_w{w}_d3" not in self.headline_dags
+        ]
+        plan += [(f"benchmark_w1_d{d}", self.family_runs) for d in self.depths if d != 3]
+        return [(dag_id, runs) for dag_id, runs in plan if runs > 0]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PROFILES = {
+    "quick": Profile("quick", headline_runs=5, family_runs=2, warmup_runs=1, warm_up_all=False),
+    "full": Profile("full", headline_runs=15, family_runs=10, warmup_runs=2, overhead_runs=20),
+    # The smoke test: one tiny DAG, one run per system, tiny side benchmarks.
+    "smoke": Profile(
+        "smoke",
+        headline_runs=1,
+        family_runs=0,
+        warmup_runs=0,
+        widths=[],
+        depths=[],
+        overhead_runs=1,
+        dispatch_workloads=200,
+        gateway_calls=2,
+        headline_dags=("compute_avg_distributed",),
+    ),
+}

@@ -1,0 +1,285 @@
+"""The markdown summary (results folder and ``docs/benchmarks.md``) from the JSON results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.common import fmt
+
+#: What each per-task phase is made of, and what would shorten it (quoted in the closing note).
+PHASE_NOTES = {
+    "queued_to_dispatched": "scheduler loop: from the TI's queued state to the executor's heartbeat "
+    "handing it to the dispatcher thread; shortened by a shorter scheduler loop or queueing straight "
+    "from the task's completion (mini-scheduler) into the executor.",
+    "dispatched_to_received": "HTTP request on loopback; already small.",
+    "received_to_started": "worker: pool hand-off, the supervisor's fork of the task process, and the task "
+    "process parsing the DAG file before it calls `PATCH /run`; cut by caching parsed DAGs in the warm pool "
+    "process (parse once per DAG version, not per task) and forking the task from a process that already "
+    "holds the DAG.",
+    "started_to_finished": "task process after `PATCH /run`: loading DAG bundles, importing "
+    "`airflow.dag_processing.dagbag` (about 1 s of CPU in a process that imported only the supervisor, "
+    "as the worker's pool does) and parsing the DAG file, then the task code, XCom push and `PATCH /state`. "
+    "The task logs show most of it before 'DAG bundles loaded' when many tasks start at once. Cut by "
+    "importing `airflow.dag_processing.dagbag` and `airflow.sdk.execution_time.task_runner` in the worker "
+    "before the pool forks (the LocalExecutor's processes fork from the scheduler, which has them), then "
+    "by caching parsed DAGs per DAG version in the pool processes.",
+    "finished_to_reported": "worker answer streamed back, then waiting for the scheduler's next executor "
+    "`sync` (heartbeat); cut by waking the scheduler loop when an outcome arrives.",
+    "finished_to_downstream_queued": "scheduler: marking the TI done, then the next scheduling loop "
+    "evaluating the run and queueing downstream tasks; cut by a shorter idle sleep or an event-driven "
+    "scheduler loop.",
+    "reported_to_downstream_queued": "not on the critical path (downstream is queued on the task's own state "
+    "update).",
+    "queued_to_start": "queued -> task process running (Airflow records).",
+    "start_to_end": "task process running -> finished (Airflow records).",
+    "end_to_downstream_queued": "task end -> next task queued (Airflow records).",
+}
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _spread(stats: dict[str, Any]) -> str:
+    return f"{fmt(stats['median'])} ({fmt(stats['min'], '')}-{fmt(stats['max'], '')})"
+
+
+def _e2e_table(e2e: dict[str, Any], dags: list[str]) -> list[str]:
+    lines = [
+        _row(
+            [
+                "DAG",
+                "KnativeExecutor median (min-max)",
+                "LocalExecutor median (min-max)",
+                "ratio K/L",
+                "Airflow records K / L (median)",
+                "runs K / L",
+                "failed K / L",
+            ]
+        ),
+        _row(["---"] * 7),
+    ]
+    for dag_id in dags:
+        stats = e2e["by_dag"].get(dag_id)
+        if not stats:
+            continue
+        k, loc = stats["knative"], stats["local"]
+        lines.append(
+            _row(
+                [
+                    f"`{dag_id}`",
+                    _spread(k["client_s"]),
+                    _spread(loc["client_s"]),
+                    fmt(stats.get("ratio_median_client"), "", 2),
+                    f"{fmt(k['airflow_s']['median'])} / {fmt(loc['airflow_s']['median'])}",
+                    f"{k['runs']} / {loc['runs']}",
+                    f"{k['failed']} / {loc['failed']}",
+                ]
+            )
+        )
+    return lines
+
+
+def _throughput_table(e2e: dict[str, Any], widths: list[int]) -> list[str]:
+    lines = [
+        _row(["width (depth 3)", "KnativeExecutor TI/s (median)", "LocalExecutor TI/s (median)"]),
+        _row(["---"] * 3),
+    ]
+    for width in widths:
+        stats = e2e["by_dag"].get(f"benchmark_w{width}_d3")
+        if stats:
+            lines.append(
+                _row(
+                    [
+                        str(width),
+                        fmt(stats["knative"]["throughput"]["median"], "", 2),
+                        fmt(stats["local"]["throughput"]["median"], "", 2),
+                    ]
+                )
+            )
+    return lines
+
+
+def _phase_table(per_task: dict[str, Any]) -> list[str]:
+    lines = [_row(["phase (per task instance)", "system", "median", "p90", "n"]), _row(["---"] * 5)]
+    for system in ("knative", "local"):
+        for name, stats in per_task.get(system, {}).get("phases", {}).items():
+            lines.append(
+                _row([f"`{name}`", system, fmt(stats["median"]), fmt(stats["p90"]), str(stats["n"])])
+            )
+    return lines
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    e2e, lines = results.get("e2e", {}), []
+    for dag_id in ("compute_avg_distributed", "benchmark_w8_d3"):
+        ratio = e2e.get("by_dag", {}).get(dag_id, {}).get("ratio_median_client")
+        if ratio is not None:
+            lines.append(
+                f"- `{dag_id}` KnativeExecutor / LocalExecutor median = {ratio:.2f} "
+                f"(target <= 1.0: {'met' if ratio <= 1.0 else 'missed'})"
+            )
+    overhead = results.get("worker_overhead")
+    if overhead:
+        warm, fresh = overhead["warm"]["overhead"]["median"], overhead["fresh"]["overhead"]["median"]
+        met = warm is not None and warm <= 0.05
+        lines.append(
+            f"- worker overhead median (received -> task code): warm {fmt(warm)} vs fresh interpreter "
+            f"{fmt(fresh)} (target <= 0.050 s: {'met' if met else 'missed'})"
+        )
+    dispatch = results.get("dispatch")
+    if dispatch:
+        rate = dispatch["tasks_per_s"] or 0
+        lines.append(
+            f"- executor dispatch {rate:.0f} tasks/s over {dispatch['workloads']} workloads, peak RSS "
+            f"{dispatch['rss_peak_mib']:.0f} MiB (+{dispatch['rss_growth_mib']:.0f} MiB) "
+            f"(target >= 1,000 tasks/s: {'met' if rate >= 1000 else 'missed'})"
+        )
+    lines.append(f"- failed or wrong runs: {results.get('failed_runs_total', 0)} (target 0)")
+    return lines
+
+
+def _sections(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    e2e = results.get("e2e")
+    if e2e:
+        lines += [
+            "## End to end (client: trigger -> terminal state; seconds)",
+            "",
+            *_e2e_table(e2e, e2e["dags"]),
+            "",
+            "Airflow records = dag run `start_date` -> `end_date`. Ratio = median client time "
+            "KnativeExecutor / LocalExecutor, same invocation, runs alternating.",
+            "",
+            "### Throughput vs width ((width + 2) / end-to-end time)",
+            "",
+            *_throughput_table(e2e, results["profile"]["widths"]),
+            "",
+            "![latency vs depth](latency_vs_depth.png) ![throughput vs width](throughput_vs_width.png)",
+            "",
+        ]
+    per_task = results.get("per_task")
+    if per_task:
+        lines += [
+            f"## Per task ({', '.join(per_task['dags'])}, measured runs)",
+            "",
+            *_phase_table(per_task),
+            "",
+        ]
+        largest = per_task.get("knative", {}).get("largest_phase")
+        if largest:
+            lines += [
+                f"Largest per-task cost on the KnativeExecutor path: `{largest}` - {PHASE_NOTES[largest]}",
+                "",
+            ]
+    overhead = results.get("worker_overhead")
+    if overhead:
+        warm, fresh = overhead["warm"], overhead["fresh"]
+        lines += [
+            "## Worker overhead (request received -> first line of task code)",
+            "",
+            _row(["receiver", "median", "min", "max", "n", "failed"]),
+            _row(["---"] * 6),
+            _row(
+                [
+                    "warm worker",
+                    fmt(warm["overhead"]["median"]),
+                    fmt(warm["overhead"]["min"]),
+                    fmt(warm["overhead"]["max"]),
+                    str(warm["overhead"]["n"]),
+                    str(warm["failed"]),
+                ]
+            ),
+            _row(
+                [
+                    "fresh interpreter (`execute_workload`)",
+                    fmt(fresh["overhead"]["median"]),
+                    fmt(fresh["overhead"]["min"]),
+                    fmt(fresh["overhead"]["max"]),
+                    str(fresh["overhead"]["n"]),
+                    str(fresh["failed"]),
+                ]
+            ),
+            "",
+            f"Warm worker, received -> task process started (`PATCH /run`): median "
+            f"{fmt(warm['received_to_task_process_started']['median'])}. Interpreter start + imports only "
+            f"(`{overhead['import_only']['command']}`): median "
+            f"{fmt(overhead['import_only']['seconds']['median'])}.",
+            "",
+        ]
+    dispatch = results.get("dispatch")
+    if dispatch:
+        submit = dispatch["submit_call_s"]
+        lines += [
+            "## Executor dispatch (stub worker on loopback)",
+            "",
+            f"{dispatch['completed']}/{dispatch['workloads']} workloads in {fmt(dispatch['elapsed_s'])} = "
+            f"**{dispatch['tasks_per_s']:.0f} tasks/s** (parallelism {dispatch['parallelism']}, "
+            f"{dispatch['failed']} failed). `submit()` on the scheduler thread: median "
+            f"{submit['median'] * 1e6:.0f} us, max {submit['max'] * 1e3:.1f} ms. "
+            f"RSS {dispatch['rss_before_mib']:.0f} -> peak {dispatch['rss_peak_mib']:.0f} MiB; "
+            "per 1,000 tasks: " + ", ".join(f"{c['rss_mib']:.0f}" for c in dispatch["checkpoints"]) + " MiB.",
+            "",
+        ]
+    gateway = results.get("gateway")
+    if gateway:
+        lat = gateway["latency_s"]
+        lines += [
+            "## Gateway (concurrent `runWorkflow` on `compute_avg_distributed`, KnativeExecutor stack)",
+            "",
+            f"{gateway['correct']}/{gateway['calls']} answered correctly; wall {fmt(gateway['wall_s'])}; "
+            f"latency min {fmt(lat['min'])}, median {fmt(lat['median'])}, p90 {fmt(lat['p90'])}, "
+            f"max {fmt(lat['max'])}.",
+            "",
+        ]
+    return lines
+
+
+METHOD = """## Method
+
+- **Systems**: the local stack (`airflow_knative.local.LocalStack`) twice, in the same invocation: with the
+  KnativeExecutor and its warm workers, and with Airflow's stock LocalExecutor. Same Airflow, same DAG
+  folder, same scheduler settings, same `[core] parallelism`, one PostgreSQL server (one database each).
+- **End to end**: after a warm-up (every DAG in `full`; the two headline DAGs, which load both DAG
+  files, in `quick`), runs alternate A B A B (same input for both within a
+  round). Client time = trigger request sent -> terminal state seen (polling every 50 ms); Airflow time =
+  dag run `start_date` -> `end_date`. Every run's result is read back from XCom and checked.
+- **Per task**: timestamps from the components themselves: TI `queued_when` (Airflow), `dispatched_at` and
+  `reported_at` (executor log lines `knative_task_done` / `knative_task_reported`), `received_at`,
+  `started_at` (task's `PATCH /run` seen by the worker), `finished_at` (worker), downstream `queued_when`.
+- **Worker overhead**: `bench_probe_*` returns `time.time()` at its first line; overhead = that minus the
+  receiver's own `received_at`. Warm = the product's worker; fresh = `bench/fresh_worker.py` running each
+  real workload with `python -m airflow.sdk.execution_time.execute_workload` (pod start not included).
+- **Dispatch**: the real `Dispatcher` in this process, a scheduler-like loop keeping `parallelism` tasks in
+  flight, a stub worker process answering `accepted` + `finished` at once.
+- **Gateway**: concurrent `POST /runWorkflow/compute_avg_distributed` on the KnativeExecutor stack, each with
+  its own input, each answer checked.
+- The machine is shared: other processes may have been running; see the load average in Setup.
+"""
+
+
+def markdown(results: dict[str, Any]) -> str:
+    env = results["environment"]
+    lines = [
+        "# Benchmarks: KnativeExecutor vs stock LocalExecutor",
+        "",
+        f"Profile `{results['profile']['name']}`, {results['started']}, "
+        f"wall time {fmt(results['wall_s'], 's', 0)}. Command: `{results['command']}`.",
+        "",
+        "## Setup",
+        "",
+        f"- Machine: {env['cpu']}, {env['cores']} cores, {env['memory_gib']:.0f} GiB, {env['os']}",
+        f"- Versions: Python {env['python']}, Apache Airflow {env['airflow']}, "
+        f"{env['postgres'] or 'no PostgreSQL'}, airflow-knative {env['git']}",
+        f"- Database: {results['database']['description']}",
+        f"- Settings (both systems): {results['settings']}",
+        f"- Load average at start: {', '.join(f'{x:.1f}' for x in env.get('load_average_at_start', []))}",
+        "",
+        METHOD,
+        "## Targets",
+        "",
+        *_targets(results),
+        "",
+        *_sections(results),
+    ]
+    return "\n".join(lines).rstrip() + "\n"

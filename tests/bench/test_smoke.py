@@ -1,0 +1,54 @@
+"""Smoke test of the benchmark harness: one tiny DAG, one run per system, no timing assertions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_harness_runs_both_systems_and_writes_results(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--profile",
+        "smoke",
+        "--sections",
+        "e2e,dispatch",
+        "--database",
+        "auto",  # PostgreSQL when it can be installed/started, else SQLite (reported below)
+        "--out",
+        str(tmp_path),
+    ]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    run_dir = tmp_path / "latest"
+    results = json.loads((run_dir / "results.json").read_text())
+    if results["database"]["kind"] != "postgresql":
+        warnings.warn(f"benchmark smoke test fell back to {results['database']['description']}", stacklevel=1)
+
+    runs = [r for r in results["e2e"]["runs"] if r["phase"] == "measure"]
+    assert sorted(r["system"] for r in runs) == ["knative", "local"]
+    for run in runs:
+        assert run["dag_id"] == "compute_avg_distributed"
+        assert run["state"] == "success", run
+        assert run["correct"], run
+        assert run["client_s"] > 0
+        assert run["task_instances"], run
+    assert results["failed_runs_total"] == 0
+    knative_rows = results["per_task"]["knative"]["task_instances"]
+    assert {row["task_id"] for row in knative_rows} == {"extract", "compute_sum", "compute_count", "do_avg"}
+    assert all("dispatched_at" in row and "reported_at" in row for row in knative_rows)
+    assert results["dispatch"]["completed"] == results["dispatch"]["workloads"]
+    for name in ("summary.md", "latency_vs_depth.png", "throughput_vs_width.png", "e2e_headline.png"):
+        assert (run_dir / name).stat().st_size > 0, name
