@@ -110,7 +110,7 @@ class Dispatcher:
         self._loop.call_soon_threadsafe(self._spawn, workload, payload)
 
     def stop(self, timeout: float = 10.0) -> int:
-        """Stop dispatching; return how many accepted tasks were still streaming."""
+        """Stop dispatching; return how many tasks were still in flight (retrying or streaming)."""
         if not self._thread.is_alive():
             return 0
         pending = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout)

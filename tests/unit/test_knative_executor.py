@@ -1,0 +1,272 @@
+"""``KnativeExecutor``: Airflow's executor interface on top of the dispatcher."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.executors.workloads import BundleInfo, ExecuteCallback
+from airflow.executors.workloads.callback import CallbackDTO, CallbackFetchMethod
+from airflow.utils.state import TaskInstanceState
+
+from airflow_knative.executor import KnativeExecutor
+from airflow_knative.executor.dispatcher import DispatchOutcome
+from airflow_knative.routing import RoutingFileError, RoutingTable, ServiceEntry, write_routing_table
+from airflow_knative.settings import SECTION, ExecutorSettings, SettingsError
+
+from .factories import DAG_ID, WorkloadFactory
+from .stub_worker import StubWorker, finished, run
+
+SECRET = "executor-unit-test-secret-0123456789"
+
+
+def env_name(option: str) -> str:
+    return f"AIRFLOW__{SECTION.upper()}__{option.upper()}"
+
+
+@pytest.fixture(autouse=True)
+def clean_knative_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start every test without any [knative_executor] option set through the environment."""
+    for spec in dataclasses.fields(ExecutorSettings):
+        monkeypatch.delenv(env_name(spec.name), raising=False)
+
+
+@pytest.fixture
+def executor() -> Iterator[KnativeExecutor]:
+    ex = KnativeExecutor(parallelism=4)
+    try:
+        yield ex
+    finally:
+        ex.end()
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str = "http://127.0.0.1:9") -> Path:
+    """Point [knative_executor] at a routing file (routing extract/transform to ``url``) and a secret."""
+    routing_file = tmp_path / "routing.yaml"
+    write_routing_table(
+        RoutingTable(
+            services={"svc": ServiceEntry(url=url)},
+            tasks={DAG_ID: {"extract": "svc", "transform": "svc"}},
+        ),
+        routing_file,
+    )
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET + "\n")
+    monkeypatch.setenv(env_name("routing_file"), str(routing_file))
+    monkeypatch.setenv(env_name("secret_file"), str(secret_file))
+    monkeypatch.setenv(env_name("dispatch_deadline"), "2")
+    monkeypatch.setenv(env_name("retry_initial_backoff"), "0.01")
+    return routing_file
+
+
+def make_callback() -> ExecuteCallback:
+    return ExecuteCallback(
+        token="token",
+        dag_rel_path="dags/compute_avg.py",
+        bundle_info=BundleInfo(name="dags-folder"),
+        log_path=None,
+        callback=CallbackDTO(
+            id=str(uuid.uuid4()),
+            fetch_method=CallbackFetchMethod.IMPORT_PATH,
+            data={"path": "my_callbacks.notify"},
+        ),
+    )
+
+
+# -- queue_workload --------------------------------------------------------------------------
+
+
+def test_callbacks_are_refused_with_what_to_do_instead(executor: KnativeExecutor) -> None:
+    with pytest.raises(NotImplementedError) as caught:
+        executor.queue_workload(make_callback(), session=None)  # type: ignore[arg-type]
+
+    message = str(caught.value)
+    assert "KnativeExecutor" in message
+    assert "ExecuteCallback" in message
+    assert "KnativeExecutor,LocalExecutor" in message  # the configuration that fixes it
+    assert not executor.queued_tasks
+
+
+def test_any_other_workload_is_refused(executor: KnativeExecutor) -> None:
+    with pytest.raises(NotImplementedError, match="KnativeExecutor runs task workloads only"):
+        executor.queue_workload(object(), session=None)  # type: ignore[arg-type]
+
+
+def test_task_workloads_are_queued(executor: KnativeExecutor, make_workload: WorkloadFactory) -> None:
+    workload = make_workload()
+
+    executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
+
+    assert executor.queued_tasks == {workload.ti.key: workload}
+
+
+# -- start -----------------------------------------------------------------------------------
+
+
+def test_start_without_routing_file_names_the_option(executor: KnativeExecutor) -> None:
+    with pytest.raises(SettingsError) as caught:
+        executor.start()
+
+    assert "[knative_executor] routing_file" in str(caught.value)
+    assert env_name("routing_file") in str(caught.value)
+
+
+def test_start_without_secret_file_names_the_option(
+    executor: KnativeExecutor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    configure(monkeypatch, tmp_path)
+    monkeypatch.delenv(env_name("secret_file"))
+
+    with pytest.raises(SettingsError, match=r"\[knative_executor\] secret_file"):
+        executor.start()
+
+
+def test_start_with_a_missing_routing_file_fails(
+    executor: KnativeExecutor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    configure(monkeypatch, tmp_path)
+    missing = tmp_path / "not-generated-yet.yaml"
+    monkeypatch.setenv(env_name("routing_file"), str(missing))
+
+    with pytest.raises(RoutingFileError) as caught:
+        executor.start()
+
+    assert str(missing) in str(caught.value)
+
+
+def test_start_with_a_malformed_routing_file_fails(
+    executor: KnativeExecutor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    routing_file = configure(monkeypatch, tmp_path)
+    routing_file.write_text("services: [unclosed")
+
+    with pytest.raises(RoutingFileError, match="not valid YAML"):
+        executor.start()
+
+
+def test_start_with_a_short_secret_fails(
+    executor: KnativeExecutor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    configure(monkeypatch, tmp_path)
+    (tmp_path / "secret").write_text("short")
+
+    with pytest.raises(SettingsError, match="shorter than 16"):
+        executor.start()
+
+
+# -- sync ------------------------------------------------------------------------------------
+
+
+def test_sync_reports_success(executor: KnativeExecutor, make_workload: WorkloadFactory) -> None:
+    key = make_workload().ti.key
+    executor.running.add(key)
+    executor._outcomes.put(DispatchOutcome(key, "success"))
+
+    executor.sync()
+
+    assert key not in executor.running
+    assert executor.event_buffer[key] == (TaskInstanceState.SUCCESS, None)
+
+
+def test_sync_reports_failure_with_its_reason(
+    executor: KnativeExecutor, make_workload: WorkloadFactory
+) -> None:
+    key = make_workload().ti.key
+    executor.running.add(key)
+    executor._outcomes.put(DispatchOutcome(key, "failed", "HTTP 401: wrong secret"))
+
+    executor.sync()
+
+    assert key not in executor.running
+    assert executor.event_buffer[key] == (TaskInstanceState.FAILED, "HTTP 401: wrong secret")
+
+
+def test_sync_forgets_lost_tasks_without_an_event(
+    executor: KnativeExecutor, make_workload: WorkloadFactory
+) -> None:
+    key = make_workload().ti.key
+    executor.running.add(key)
+    executor._outcomes.put(DispatchOutcome(key, "lost", "connection reset"))
+
+    executor.sync()
+
+    assert key not in executor.running
+    assert key not in executor.event_buffer
+
+
+def test_sync_drains_every_outcome(executor: KnativeExecutor, make_workload: WorkloadFactory) -> None:
+    keys = [make_workload(f"task_{i}").ti.key for i in range(3)]
+    executor.running.update(keys)
+    for key, state in zip(keys, ("success", "failed", "lost"), strict=True):
+        executor._outcomes.put(DispatchOutcome(key, state))  # type: ignore[arg-type]
+
+    executor.sync()
+
+    assert not executor.running
+    assert set(executor.event_buffer) == set(keys[:2])
+    assert executor._outcomes.empty()
+
+
+# -- workloads reach the dispatcher --------------------------------------------------------
+
+
+class RecordingDispatcher:
+    """Records submits; stands in for the Dispatcher where only the hand-over is under test."""
+
+    def __init__(self) -> None:
+        self.submitted: list[Any] = []
+
+    def submit(self, workload: Any) -> None:
+        self.submitted.append(workload)
+
+    def stop(self) -> int:
+        return 0
+
+
+def test_process_workloads_moves_tasks_to_running_and_submits_them(
+    executor: KnativeExecutor, make_workload: WorkloadFactory
+) -> None:
+    recorder = RecordingDispatcher()
+    executor._dispatcher = recorder  # type: ignore[assignment]
+    workloads = [make_workload("extract"), make_workload("transform")]
+    for workload in workloads:
+        executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
+
+    executor._process_workloads(workloads)
+
+    assert recorder.submitted == workloads
+    assert executor.running == {w.ti.key for w in workloads}
+    assert not executor.queued_tasks
+
+
+def test_a_task_runs_through_start_heartbeat_and_sync(
+    executor: KnativeExecutor,
+    make_workload: WorkloadFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Start, queue, heartbeat until the worker's answer comes back as a SUCCESS event."""
+    stub = StubWorker(run(finished("success"))).start()
+    try:
+        configure(monkeypatch, tmp_path, url=stub.url)
+        executor.start()
+        workload = make_workload("extract")
+        executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
+
+        deadline = time.monotonic() + 10
+        while workload.ti.key not in executor.event_buffer and time.monotonic() < deadline:
+            executor.heartbeat()
+            time.sleep(0.02)
+
+        assert executor.event_buffer.get(workload.ti.key) == (TaskInstanceState.SUCCESS, None)
+        assert not executor.running
+        assert stub.posts == 1
+        assert stub.received[0].headers["x-airflow-knative-secret"] == SECRET
+    finally:
+        executor.end()
+        stub.stop()
