@@ -2,8 +2,8 @@
 
 Every call is made on behalf of one caller: :meth:`AirflowApi.as_user` binds the
 caller's Basic credentials, which are exchanged for a token (``POST /auth/token``)
-and cached. A 401 on a cached token means Airflow no longer accepts it (expired,
-secret rotated): the token is dropped and the exchange is retried once.
+and cached. When Airflow refuses a cached token (401 when expired, 403 "Invalid
+JWT token" after its secret changed) the token is dropped and the exchange retried once.
 
 Errors are raised as :class:`AirflowApiError` subclasses that say what was being
 done, so the web layer can map them to status codes without knowing httpx.
@@ -71,6 +71,13 @@ class AirflowBadResponse(AirflowApiError):
         super().__init__(f"Airflow answered {status} to '{what}': {detail}")
 
 
+def is_transient(exc: AirflowApiError) -> bool:
+    """Whether trying again later may succeed: no answer, overload (429) or a server error (5xx)."""
+    if isinstance(exc, AirflowUnreachable):
+        return True
+    return isinstance(exc, AirflowBadResponse) and (exc.status >= 500 or exc.status == 429)
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -126,6 +133,18 @@ def _detail(response: httpx.Response) -> str:
     if isinstance(body, dict) and "detail" in body:
         return str(body["detail"])[:500]
     return str(body)[:500]
+
+
+def token_refused(response: httpx.Response) -> bool:
+    """Whether Airflow refused the token itself rather than the action.
+
+    Airflow answers 401 for an expired token but 403 "Invalid JWT token" for one
+    it cannot verify (e.g. after its ``jwt_secret`` changed); both mean "log in again",
+    unlike a 403 for a user lacking a permission.
+    """
+    if response.status_code == 401:
+        return True
+    return response.status_code == 403 and _detail(response).lower() == "invalid jwt token"
 
 
 def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
@@ -263,17 +282,18 @@ class AirflowSession:
     ) -> httpx.Response:
         """Send with the caller's token; map error statuses to exceptions.
 
-        A 401 on a cached token drops it and retries once with a fresh exchange.
+        A refused cached token (see :func:`token_refused`) is dropped and the call retried
+        once with a fresh exchange.
         """
         token, cached = await self.api.token(self.credentials)
         response = await self.api.send(method, path, what, token=token, json=json, params=params)
-        if response.status_code == 401 and cached:
+        if cached and token_refused(response):
             self.api.tokens.drop(self.credentials.cache_key, token)
             token, _ = await self.api.token(self.credentials)
             response = await self.api.send(method, path, what, token=token, json=json, params=params)
         if response.is_success:
             return response
-        if response.status_code == 401:
+        if token_refused(response):
             raise CredentialsRejected(f"Airflow refused the token of user {self.credentials.username!r}")
         if response.status_code == 403:
             raise AirflowForbidden(

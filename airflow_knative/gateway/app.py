@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from airflow_knative.gateway.airflow_api import AirflowApi, AirflowSession
+from airflow_knative.gateway.airflow_api import AirflowApi, AirflowSession, DagRunInfo
 from airflow_knative.gateway.auth import (
     BasicCredentials,
     InvalidAuthorization,
@@ -99,6 +99,7 @@ async def _answer_ended_or_current(
 
 
 async def _run_workflow(request: Request, dag_id: str, log: CallLog) -> Response:
+    """Validate, trigger and (unless ``?wait=false``) wait; errors are raised as GatewayError."""
     settings = _settings(request)
     workflows = _workflows(request)
     session = _session(request, log)
@@ -112,15 +113,31 @@ async def _run_workflow(request: Request, dag_id: str, log: CallLog) -> Response
     if not wait:
         body = {"run_id": run.run_id, "dag_id": dag_id, "state": run.state, "status_url": url}
         return JSONResponse(body, status_code=202, headers={"Location": url})
+    try:
+        return await _wait_and_answer(request, session, run, url, log)
+    except GatewayError as exc:  # the run exists: tell the caller where to find it
+        for key, value in {"dag_id": dag_id, "run_id": run.run_id, "status_url": url}.items():
+            exc.extra.setdefault(key, value)
+        raise
 
-    run, ended = await workflows.wait(session, run, request.is_disconnected)
+
+async def _wait_and_answer(
+    request: Request, session: AirflowSession, run: DagRunInfo, url: str, log: CallLog
+) -> Response:
+    """Wait for the triggered run; 504 with the status URL if it outlasts ``wait_timeout``."""
+    settings = _settings(request)
+    workflows = _workflows(request)
+    run, ended, last_error = await workflows.wait(session, run, request.is_disconnected)
     log.state = run.state
     if not ended:
+        extra = {"dag_id": run.dag_id, "run_id": run.run_id, "state": run.state, "status_url": url}
+        if last_error:
+            extra["last_airflow_error"] = last_error
         raise GatewayError(
             504,
             f"run did not end within {settings.wait_timeout:g} s (--wait-timeout); it goes on in "
             "Airflow: poll status_url with the same credentials for its result",
-            extra={"dag_id": dag_id, "run_id": run.run_id, "state": run.state, "status_url": url},
+            extra=extra,
         )
     answer = await workflows.finished_answer(session, run)
     return JSONResponse(answer.body, status_code=answer.status)

@@ -25,14 +25,16 @@ _OPTIONS: tuple[tuple[str, str, type, str, str], ...] = (
      "Largest request body accepted; larger bodies get 413."),
     ("--poll-interval", "AIRFLOW_KNATIVE_GATEWAY_POLL_INTERVAL", float, "0.05",
      "Seconds between two reads of a run's state while waiting."),
+    ("--max-polls-per-second", "AIRFLOW_KNATIVE_GATEWAY_MAX_POLLS_PER_SECOND", float, "50",
+     "Run-state reads per second for all waiting calls together; beyond it each call polls less often."),
     ("--token-ttl", "AIRFLOW_KNATIVE_GATEWAY_TOKEN_TTL", float, "300",
      "Seconds an Airflow token is reused for the same user and password (0 disables the cache)."),
     ("--dag-cache-ttl", "AIRFLOW_KNATIVE_GATEWAY_DAG_CACHE_TTL", float, "60",
      "Seconds a DAG's leaf tasks and its unpaused state are remembered."),
     ("--airflow-timeout", "AIRFLOW_KNATIVE_GATEWAY_AIRFLOW_TIMEOUT", float, "30",
      "Seconds one request to the Airflow API may take."),
-    ("--airflow-max-connections", "AIRFLOW_KNATIVE_GATEWAY_AIRFLOW_MAX_CONNECTIONS", int, "100",
-     "Connections kept open to the Airflow API server."),
+    ("--airflow-max-connections", "AIRFLOW_KNATIVE_GATEWAY_AIRFLOW_MAX_CONNECTIONS", int, "10",
+     "Requests in flight to the Airflow API server at once; more wait in the gateway."),
 )  # fmt: skip
 
 

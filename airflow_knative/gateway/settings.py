@@ -23,14 +23,19 @@ class GatewaySettings:
     max_body_bytes: int = 1024 * 1024
     #: Seconds between two reads of a run's state while waiting for it.
     poll_interval: float = 0.05
+    #: Most run-state reads per second, all waiting calls together; more waiting
+    #: calls stretch each one's interval instead of loading the API server more.
+    max_polls_per_second: float = 50.0
     #: Seconds an Airflow token is reused for the same user and password.
     token_ttl: float = 300.0
     #: Seconds a DAG's leaf tasks and its "known unpaused" mark are reused.
     dag_cache_ttl: float = 60.0
     #: Seconds one Airflow API request may take (connect, read, write, pool).
     airflow_timeout: float = 30.0
-    #: Connections the gateway may hold open to the Airflow API server.
-    airflow_max_connections: int = 100
+    #: Requests the gateway has in flight to the Airflow API server at once; the
+    #: rest queue in the gateway. The stock API server (one process, 15 database
+    #: connections) stopped answering altogether under ~100 concurrent requests.
+    airflow_max_connections: int = 10
 
     def __post_init__(self) -> None:
         """Reject values that would make the gateway misbehave later rather than fail now."""
@@ -38,6 +43,7 @@ class GatewaySettings:
             "wait_timeout": self.wait_timeout,
             "max_body_bytes": self.max_body_bytes,
             "poll_interval": self.poll_interval,
+            "max_polls_per_second": self.max_polls_per_second,
             "airflow_timeout": self.airflow_timeout,
             "airflow_max_connections": self.airflow_max_connections,
         }
@@ -60,6 +66,7 @@ class GatewaySettings:
             wait_timeout=args.wait_timeout,
             max_body_bytes=args.max_body_bytes,
             poll_interval=args.poll_interval,
+            max_polls_per_second=args.max_polls_per_second,
             token_ttl=args.token_ttl,
             dag_cache_ttl=args.dag_cache_ttl,
             airflow_timeout=args.airflow_timeout,

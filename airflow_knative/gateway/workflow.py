@@ -21,6 +21,7 @@ from airflow_knative.gateway.airflow_api import (
     AirflowSession,
     DagRunInfo,
     TaskInfo,
+    is_transient,
     segment,
 )
 from airflow_knative.gateway.auth import BasicCredentials
@@ -74,6 +75,25 @@ class ExpiringMap(Generic[K, V]):
         self._entries.pop(key, None)
 
 
+def poll_delay(poll_interval: float, waiting: int, max_polls_per_second: float) -> float:
+    """Seconds between two state reads of one waiting call.
+
+    ``poll_interval`` while few calls wait; once ``waiting`` calls at that pace would
+    pass ``max_polls_per_second``, each call slows down so the total stays at the cap.
+    Under such load Airflow itself is the bottleneck, and polling it harder only
+    takes CPU and database connections from the tasks being waited for.
+    """
+    return max(poll_interval, waiting / max_polls_per_second)
+
+
+@dataclass
+class _Progress:
+    """What one waiting call has seen so far: the run's last state and the last failed read."""
+
+    run: DagRunInfo
+    last_error: str | None = None
+
+
 class ClientGone(Exception):
     """The caller disconnected while waiting: stop polling for an answer nobody reads."""
 
@@ -118,6 +138,7 @@ class WorkflowService:
         self._settings = settings
         self._unpaused: ExpiringMap[str, bool] = ExpiringMap(settings.dag_cache_ttl)
         self._leaves: ExpiringMap[str, list[TaskInfo]] = ExpiringMap(settings.dag_cache_ttl)
+        self._waiting = 0
 
     def session(self, credentials: BasicCredentials) -> AirflowSession:
         """The Airflow API as seen by one caller."""
@@ -164,23 +185,56 @@ class WorkflowService:
         except AirflowApiError as exc:
             raise from_airflow(exc, not_found=unknown_run(dag_id, run_id)) from None
 
+    def poll_delay(self) -> float:
+        """Seconds before a waiting call's next state read (see :func:`poll_delay`)."""
+        settings = self._settings
+        return poll_delay(settings.poll_interval, self._waiting, settings.max_polls_per_second)
+
     async def wait(
         self, session: AirflowSession, run: DagRunInfo, client_gone: Callable[[], Awaitable[bool]]
-    ) -> tuple[DagRunInfo, bool]:
-        """Poll the run until it ends or ``wait_timeout`` passes: ``(last seen run, ended)``.
+    ) -> tuple[DagRunInfo, bool, str | None]:
+        """Poll the run until it ends or ``wait_timeout`` passes.
 
-        Raises :class:`ClientGone` if the caller hung up, so no poll is made for nobody.
+        Returns ``(last seen run, ended, last transient error)``. Raises
+        :class:`ClientGone` if the caller hung up, so no poll is made for nobody.
         """
+        progress = _Progress(run)
+        self._waiting += 1
         try:
             async with asyncio.timeout(self._settings.wait_timeout):
-                while run.state not in TERMINAL_RUN_STATES:
-                    await asyncio.sleep(self._settings.poll_interval)
-                    if await client_gone():
-                        raise ClientGone
-                    run = await self.current(session, run.dag_id, run.run_id)
+                await self._poll_until_ended(session, progress, client_gone)
         except TimeoutError:
-            return run, False
-        return run, True
+            return progress.run, False, progress.last_error
+        finally:
+            self._waiting -= 1
+        return progress.run, True, None
+
+    async def _poll_until_ended(
+        self, session: AirflowSession, progress: _Progress, client_gone: Callable[[], Awaitable[bool]]
+    ) -> None:
+        """Read the run's state every :meth:`poll_delay` until it ends.
+
+        The run exists and goes on whatever the gateway does, so a transient failure
+        (Airflow overloaded or restarting) is retried; only failing for longer than
+        ``airflow_timeout`` in a row gives up (502).
+        """
+        loop = asyncio.get_running_loop()
+        failing_since: float | None = None
+        dag_id, run_id = progress.run.dag_id, progress.run.run_id
+        while progress.run.state not in TERMINAL_RUN_STATES:
+            await asyncio.sleep(self.poll_delay())
+            if await client_gone():
+                raise ClientGone
+            try:
+                progress.run = await session.get_run(dag_id, run_id)
+            except AirflowApiError as exc:
+                now = loop.time()
+                failing_since = now if failing_since is None else failing_since
+                if not is_transient(exc) or now - failing_since >= self._settings.airflow_timeout:
+                    raise from_airflow(exc, not_found=unknown_run(dag_id, run_id)) from None
+                progress.last_error = str(exc)
+                continue
+            failing_since = None
 
     async def finished_answer(self, session: AirflowSession, run: DagRunInfo) -> Answer:
         """The answer for an ended run: 200 with its output, or 500 listing the failed tasks."""
