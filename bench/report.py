@@ -16,13 +16,11 @@ PHASE_NOTES = {
     "process parsing the DAG file before it calls `PATCH /run`; cut by caching parsed DAGs in the warm pool "
     "process (parse once per DAG version, not per task) and forking the task from a process that already "
     "holds the DAG.",
-    "started_to_finished": "task process after `PATCH /run`: loading DAG bundles, importing "
-    "`airflow.dag_processing.dagbag` (about 1 s of CPU in a process that imported only the supervisor, "
-    "as the worker's pool does) and parsing the DAG file, then the task code, XCom push and `PATCH /state`. "
-    "The task logs show most of it before 'DAG bundles loaded' when many tasks start at once. Cut by "
-    "importing `airflow.dag_processing.dagbag` and `airflow.sdk.execution_time.task_runner` in the worker "
-    "before the pool forks (the LocalExecutor's processes fork from the scheduler, which has them), then "
-    "by caching parsed DAGs per DAG version in the pool processes.",
+    "started_to_finished": "task process after `PATCH /run`: loading the DAG bundle and parsing the DAG "
+    "file (the worker already imported the DagBag and task runner before forking its pool), then the task "
+    "code, the XCom push and `PATCH /state`, each an Execution API round trip. Would be cut by parsing each "
+    "DAG file once per DAG version in the pool processes before forking the task process, and by fewer "
+    "Execution API calls per task.",
     "finished_to_reported": "worker answer streamed back, then waiting for the scheduler's next executor "
     "`sync` (heartbeat); cut by waking the scheduler loop when an outcome arrives.",
     "finished_to_downstream_queued": "scheduler: marking the TI done, then the next scheduling loop "

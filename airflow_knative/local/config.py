@@ -124,10 +124,15 @@ def airflow_environment(config: StackConfig) -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": stored_secret(config.secrets_dir / "jwt_secret"),
         "AIRFLOW__API__SECRET_KEY": stored_secret(config.secrets_dir / "api_secret_key"),
         "AIRFLOW__API__BASE_URL": config.api_url,
-        "AIRFLOW__API__WORKERS": "2",
+        **_database_settings(config.database_url),
         "AIRFLOW__KNATIVE_EXECUTOR__ROUTING_FILE": str(config.routing_file),
         "AIRFLOW__KNATIVE_EXECUTOR__SECRET_FILE": str(worker_secret_file(config)),
     }
+
+
+def _database_settings(database_url: str) -> dict[str, str]:
+    """SQLite takes one writer at a time: a second API server process only adds lock contention."""
+    return {"AIRFLOW__API__WORKERS": "1" if database_url.startswith("sqlite") else "2"}
 
 
 def task_environment(config: StackConfig) -> dict[str, str]:

@@ -53,6 +53,16 @@ class RunningStack:
     def run_workflow(self, dag_id: str, data: Any, **params: str) -> httpx.Response:
         return self.gateway.post(f"/runWorkflow/{dag_id}", json={"input": data}, params=params)
 
+    def wait_for_end(self, status_url: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Poll the gateway's ``GET /runs/...`` until the run succeeded or failed; return that answer."""
+
+        def ended() -> dict[str, Any] | None:
+            body: dict[str, Any] = self.gateway.get(status_url).json()
+            return body if body.get("state") in ("success", "failed") else None
+
+        result: dict[str, Any] = wait_for(ended, timeout=timeout)
+        return result
+
 
 def _stack_config(home: Path, dags: Path) -> StackConfig:
     return StackConfig(
@@ -91,6 +101,14 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory, e2e_dags: Path) -> I
             yield RunningStack(stack, gateway)
     finally:
         stack.stop()
+
+
+def answers_ok(url: str) -> bool:
+    """True when ``url`` answers 200 (health and readiness probes)."""
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def wait_for(condition: Any, timeout: float = 60.0, interval: float = 0.5) -> Any:

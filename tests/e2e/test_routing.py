@@ -43,11 +43,7 @@ def test_task_without_route_fails_fast_naming_dag_task_and_file(
         interval=2,
     )
 
-    def ended() -> dict | None:
-        body = running_stack.gateway.get(accepted.json()["status_url"]).json()
-        return body if body.get("state") in ("success", "failed") else None
-
-    assert wait_for(ended, timeout=60)["state"] == "failed"
+    assert running_stack.wait_for_end(accepted.json()["status_url"])["state"] == "failed"
     lines = running_stack.scheduler_log().splitlines()
     log_line = next(line for line in lines if "no route for dag_id='e2e_unrouted'" in line)
     assert "task_id='lonely'" in log_line

@@ -10,13 +10,12 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from airflow_knative.local.config import task_environment, worker_secret_file
 from airflow_knative.routing import ServiceEntry, load_routing_table, write_routing_table
 from tests.conftest import free_port
-from tests.e2e.conftest import RunningStack, wait_for
+from tests.e2e.conftest import RunningStack, answers_ok, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +73,7 @@ def extra_worker(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _ready(url), timeout=60, interval=0.2)
+        wait_for(lambda: answers_ok(f"{url}/readyz"), timeout=60, interval=0.2)
         table = load_routing_table(config.routing_file)
         table.services["e2e-drain"] = ServiceEntry(url=url)
         table.tasks["e2e_drain"] = {"nap": "e2e-drain"}
@@ -83,13 +82,6 @@ def extra_worker(
     finally:
         process.kill()
         process.wait(10)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def test_sigterm_lets_the_running_task_finish(
@@ -110,10 +102,6 @@ def test_sigterm_lets_the_running_task_finish(
     log = log_path.read_text()
     assert log.index('"event": "worker_draining"') < log.index('"event": "task_finished"')
 
-    def ended() -> dict | None:
-        body = running_stack.gateway.get(accepted.json()["status_url"]).json()
-        return body if body.get("state") in ("success", "failed") else None
-
-    final = wait_for(ended, timeout=30)
+    final = running_stack.wait_for_end(accepted.json()["status_url"], timeout=30)
     assert final["state"] == "success"
     assert final["output"] == "finished despite SIGTERM"
