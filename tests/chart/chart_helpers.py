@@ -113,3 +113,8 @@ def generated_services() -> dict[str, Any]:
     data = yaml.safe_load((CHART / "files" / "services.yaml").read_text())
     services: dict[str, Any] = data["services"]
     return services
+
+
+#: What the chart's containers listen on (inside a pod, so every interface); tests here
+#: only read rendered manifests and bind nothing.
+CONTAINER_LISTEN_ADDRESS = "0.0.0.0"

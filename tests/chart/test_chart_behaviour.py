@@ -13,7 +13,18 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import CHART, MODES, NAMESPACE, ROOT, VALUES_FILES, HelmError, Rendered, render, run_helm
+from chart_helpers import (
+    CHART,
+    CONTAINER_LISTEN_ADDRESS,
+    MODES,
+    NAMESPACE,
+    ROOT,
+    VALUES_FILES,
+    HelmError,
+    Rendered,
+    render,
+    run_helm,
+)
 
 from airflow_knative.naming import service_name
 from airflow_knative.protocol import DEFAULT_WORKER_PORT, LIVENESS_PATH, READINESS_PATH
@@ -129,7 +140,7 @@ def test_worker_container_contract(mode: str) -> None:
         spec = pod_spec(doc)
         (container,) = spec["containers"]
         env = env_of(container)
-        assert container["command"] == ["airflow-knative", "worker", "--host", "0.0.0.0"]
+        assert container["command"] == ["airflow-knative", "worker", "--host", CONTAINER_LISTEN_ADDRESS]
         assert env["AIRFLOW_KNATIVE_EXECUTION_API_URL"] == f"{api_url}/execution/"
         assert container["readinessProbe"]["httpGet"]["path"] == READINESS_PATH
         assert container["livenessProbe"]["httpGet"]["path"] == LIVENESS_PATH
@@ -303,7 +314,7 @@ def test_gateway_visibility() -> None:
     local = gateway(("gateway.visibility=cluster-local",))
     assert local["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
     (container,) = pod_spec(local)["containers"]
-    assert container["command"] == ["airflow-knative", "gateway", "--host", "0.0.0.0"]
+    assert container["command"] == ["airflow-knative", "gateway", "--host", CONTAINER_LISTEN_ADDRESS]
     assert env_of(container)["AIRFLOW_KNATIVE_AIRFLOW_URL"].startswith(
         "http://airflow-airflow-knative-api-server."
     )

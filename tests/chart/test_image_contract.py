@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import MODES, ROOT, render
+from chart_helpers import CONTAINER_LISTEN_ADDRESS, MODES, ROOT, render
 
 from airflow_knative import cli
 from airflow_knative.settings import SECTION, ExecutorSettings
@@ -76,7 +76,7 @@ def test_airflow_knative_commands_exist(mode: str) -> None:
     assert {cmd[1] for _, cmd in commands} == {"worker", "gateway"}
     for where, command in commands:
         args = parser.parse_args(command[1:])  # exits (fails the test) on an unknown option
-        assert args.host == "0.0.0.0", where
+        assert args.host == CONTAINER_LISTEN_ADDRESS, where
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -49,7 +49,7 @@ def test_environment_variables(clean_env: pytest.MonkeyPatch) -> None:
     for name, value in ENV_VARS.items():
         clean_env.setenv(name, value)
     settings = GatewaySettings.from_args(parse([]))
-    assert settings.host == "0.0.0.0"
+    assert settings.host == ENV_VARS["AIRFLOW_KNATIVE_GATEWAY_HOST"]
     assert settings.port == 9999
     assert settings.airflow_url == "http://airflow:8080"  # trailing slash dropped
     assert settings.wait_timeout == 12.5
