@@ -107,10 +107,27 @@ class Router:
 
     def service_for(self, dag_id: str, task_id: str, executor_config: dict[str, Any] | None) -> str:
         """Return the name of the service that serves the task."""
+        return self._service_in(self.table(), dag_id, task_id, executor_config)
+
+    def url_for(self, dag_id: str, task_id: str, executor_config: dict[str, Any] | None) -> str:
+        """Return the URL of the service that serves the task (one look at the file per call)."""
+        table = self.table()
+        service = self._service_in(table, dag_id, task_id, executor_config)
+        entry = table.services.get(service)
+        if entry is None:
+            raise RoutingError(
+                f"dag_id={dag_id!r} task_id={task_id!r} is served by {service!r}, "
+                f"which routing file {self.path} does not list under 'services'"
+            )
+        return entry.url
+
+    def _service_in(
+        self, table: RoutingTable, dag_id: str, task_id: str, executor_config: dict[str, Any] | None
+    ) -> str:
         override = parse_task_config(executor_config, where=f"{dag_id}.{task_id}").service
         if override:
             return override
-        service = self.table().tasks.get(dag_id, {}).get(task_id)
+        service = table.tasks.get(dag_id, {}).get(task_id)
         if service is None:
             raise RoutingError(
                 f"no route for dag_id={dag_id!r} task_id={task_id!r} in routing file {self.path}: "
@@ -118,14 +135,3 @@ class Router:
                 'or set executor_config={"knative": {"service": ...}} on the task'
             )
         return service
-
-    def url_for(self, dag_id: str, task_id: str, executor_config: dict[str, Any] | None) -> str:
-        """Return the URL of the service that serves the task."""
-        service = self.service_for(dag_id, task_id, executor_config)
-        entry = self.table().services.get(service)
-        if entry is None:
-            raise RoutingError(
-                f"dag_id={dag_id!r} task_id={task_id!r} is served by {service!r}, "
-                f"which routing file {self.path} does not list under 'services'"
-            )
-        return entry.url

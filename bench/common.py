@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import random
 import socket
 import statistics
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 PORT_RANGE = (30000, 30999)
@@ -53,21 +52,15 @@ def summary(values: Iterable[float | None]) -> dict[str, Any]:
     }
 
 
-def json_events(path: Path, event: str) -> Iterator[dict[str, Any]]:
-    """Structured JSON log lines ``{"event": <event>, ...}`` found in a component's log file."""
-    if not path.exists():
-        return
-    marker = f'"event": "{event}"'
-    for line in path.read_text(errors="replace").splitlines():
-        if marker in line:
-            try:
-                yield json.loads(line[line.index("{") : line.rindex("}") + 1])
-            except ValueError:
-                continue
-
-
 def fmt(value: float | None, unit: str = "s", digits: int = 3) -> str:
     """Format a figure for the markdown report."""
     if value is None:
         return "n/a"
     return f"{value:.{digits}f}{' ' + unit if unit else ''}"
+
+
+def parse_ts(value: str | None) -> float | None:
+    """Airflow's ISO timestamps as POSIX seconds."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()

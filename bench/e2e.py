@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.airflow_api import AirflowApi, parse_ts
+from airflow_knative.local.airflow_rest import AirflowApi
+from bench.common import parse_ts
 from bench.stacks import ROOT
 
 _FAMILY = re.compile(r"^benchmark_w(\d+)_d(\d+)$")

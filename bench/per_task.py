@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.common import json_events, summary
+from airflow_knative.events import read_events
+from bench.common import summary
 
 Key = tuple[str, str, str, int, int]
 
@@ -55,14 +56,14 @@ def _key(record: dict[str, Any]) -> Key:
 def scheduler_timings(scheduler_log: Path) -> dict[Key, dict[str, float]]:
     """Executor-side timestamps per task instance try, from the scheduler's structured lines."""
     found: dict[Key, dict[str, float]] = defaultdict(dict)
-    for done in json_events(scheduler_log, "knative_task_done"):
+    for done in read_events(scheduler_log, "knative_task_done"):
         worker = done.get("worker_timings") or {}
         found[_key(done)].update(
             dispatched_at=done["dispatched_at"],
             answered_at=done["answered_at"],
             **{k: v for k, v in worker.items() if v is not None},
         )
-    for reported in json_events(scheduler_log, "knative_task_reported"):
+    for reported in read_events(scheduler_log, "knative_task_reported"):
         found[_key(reported)]["reported_at"] = reported["reported_at"]
     return dict(found)
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import psutil
 
+from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.stack import LocalStack
 from bench import dispatch, gateway_load, per_task, plots, report, worker_overhead
-from bench.airflow_api import AirflowApi
 from bench.common import summary
 from bench.e2e import E2ERunner, RunRecord
 from bench.postgres import PostgresUnavailableError, TempPostgres, ensure_installed

@@ -22,13 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_knative.events import read_events
+from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.config import task_environment
 from airflow_knative.local.processes import ProcessGroup
 from airflow_knative.local.stack import LocalStack
 from airflow_knative.protocol import READINESS_PATH
 from airflow_knative.routing import ServiceEntry, load_routing_table, write_routing_table
-from bench.airflow_api import AirflowApi
-from bench.common import free_ports, json_events, summary
+from bench.common import free_ports, summary
 from bench.e2e import Check, RunRecord, run_once
 from bench.per_task import scheduler_timings
 
@@ -110,7 +111,7 @@ def measure_fresh(stack: LocalStack, api: AirflowApi, runs: int, log_dir: Path) 
         records = _probe_runs(api, "bench_probe_fresh", runs)
     finally:
         group.stop()
-    events = list(json_events(log_dir / "fresh-worker.log", "fresh_task_finished"))
+    events = list(read_events(log_dir / "fresh-worker.log", "fresh_task_finished"))
     rows = _overheads(records, {e["run_id"]: e["received_at"] for e in events})
     return {
         "rows": rows,

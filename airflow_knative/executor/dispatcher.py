@@ -8,7 +8,6 @@ response stream all live on the dispatcher's own thread.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import httpx
 from pydantic import ValidationError
 
+from airflow_knative.events import log_event
 from airflow_knative.executor.result_cache import ResultCache
 from airflow_knative.executor.retry_policy import (
     AcceptTimeoutError,
@@ -292,19 +292,19 @@ class Dispatcher:
     ) -> None:
         """One structured line per task: the benchmarks read where the time went from these."""
         ti = workload.ti
-        record = {
-            "event": "knative_task_done",
-            "dag_id": ti.dag_id,
-            "task_id": ti.task_id,
-            "run_id": ti.run_id,
-            "map_index": ti.map_index,
-            "try_number": ti.try_number,
-            "service_url": url,
-            "dispatched_at": dispatched_at,
-            "answered_at": time.time(),
-            "inline_values": inline_count,
-            "state": finished.state,
-            "exit_code": finished.exit_code,
-            "worker_timings": finished.timings.model_dump(),
-        }
-        log.info("%s", json.dumps(record))
+        log_event(
+            log,
+            "knative_task_done",
+            dag_id=ti.dag_id,
+            task_id=ti.task_id,
+            run_id=ti.run_id,
+            map_index=ti.map_index,
+            try_number=ti.try_number,
+            service_url=url,
+            dispatched_at=dispatched_at,
+            answered_at=time.time(),
+            inline_values=inline_count,
+            state=finished.state,
+            exit_code=finished.exit_code,
+            worker_timings=finished.timings.model_dump(),
+        )

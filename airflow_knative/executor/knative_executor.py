@@ -7,7 +7,6 @@ through a queue that :meth:`KnativeExecutor.sync` drains on each heartbeat.
 
 from __future__ import annotations
 
-import json
 import queue
 import time
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.executors.base_executor import BaseExecutor
 from airflow.executors.workloads import ExecuteTask
 
+from airflow_knative.events import log_event
 from airflow_knative.executor.dispatcher import Dispatcher, DispatchOutcome
 from airflow_knative.routing import Router
 from airflow_knative.settings import load_settings, read_secret
@@ -93,17 +93,17 @@ class KnativeExecutor(BaseExecutor):
     def _log_reported(self, outcome: DispatchOutcome) -> None:
         """One structured line when the scheduler learns a task's outcome (read by the benchmarks)."""
         key = outcome.key
-        record = {
-            "event": "knative_task_reported",
-            "dag_id": key.dag_id,
-            "task_id": key.task_id,
-            "run_id": key.run_id,
-            "map_index": key.map_index,
-            "try_number": key.try_number,
-            "state": outcome.state,
-            "reported_at": time.time(),
-        }
-        self.log.info("%s", json.dumps(record))
+        log_event(
+            self.log,
+            "knative_task_reported",
+            dag_id=key.dag_id,
+            task_id=key.task_id,
+            run_id=key.run_id,
+            map_index=key.map_index,
+            try_number=key.try_number,
+            state=outcome.state,
+            reported_at=time.time(),
+        )
 
     def end(self) -> None:
         """Stop dispatching; report what is still known, leave running tasks to their workers."""

@@ -15,8 +15,7 @@ import sys
 import threading
 from types import FrameType, TracebackType
 
-import httpx
-
+from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.config import (
     LOOPBACK,
     StackConfig,
@@ -148,20 +147,11 @@ class LocalStack:
     def _wait_for_dags(self) -> None:
         """Wait until the DAG processor has stored every DAG, so a trigger cannot 404."""
         config = self.config
-        with httpx.Client(base_url=config.api_url, timeout=10.0) as client:
-            token = (
-                client.post(
-                    "/auth/token", json={"username": config.admin_user, "password": config.admin_password}
-                )
-                .raise_for_status()
-                .json()["access_token"]
-            )
-            client.headers["Authorization"] = f"Bearer {token}"
+        with AirflowApi(config.api_url, config.admin_user, config.admin_password) as api:
 
             def all_dags_stored() -> bool:
                 self.processes.check_alive()
-                dags = client.get("/api/v2/dags", params={"limit": 1000}).raise_for_status().json()["dags"]
-                return set(self.dag_ids) <= {d["dag_id"] for d in dags}
+                return set(self.dag_ids) <= api.dag_ids()
 
             wait_until(all_dags_stored, STARTUP_TIMEOUT, f"the DAGs in {config.dags_folder} to be parsed")
 

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 import os
 import time
@@ -28,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from airflow_knative.events import log_event
 from airflow_knative.protocol import (
     LIVENESS_PATH,
     READINESS_PATH,
@@ -75,11 +75,6 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _log_event(event: str, **fields: object) -> None:
-    """Log one structured line; the local stack and benchmarks parse these."""
-    log.info(json.dumps({"event": event, "ts": time.time(), **fields}, default=str))
-
-
 async def _admit(request: Request, state: WorkerState) -> tuple[bytes, DispatchRequest] | Response:
     """Check everything that can be checked before the task is taken; nothing here runs it."""
     supplied = request.headers.get(SECRET_HEADER, "")
@@ -114,7 +109,7 @@ async def _stream(
         "try_number": ti.get("try_number"),
     }
     future = asyncio.wrap_future(state.pool.submit(body, settings.execution_api_url, received_at))
-    _log_event("task_accepted", worker=settings.name, **ids)
+    log_event(log, "task_accepted", worker=settings.name, **ids)
     yield encode_event(AcceptedEvent(worker=settings.name, received_at=received_at))
     while True:
         done, _ = await asyncio.wait({future}, timeout=settings.heartbeat_interval)
@@ -131,7 +126,8 @@ async def _stream(
                 "timings": {"received_at": received_at},
             }
         )
-    _log_event(
+    log_event(
+        log,
         "task_finished",
         worker=settings.name,
         state=finished.state,
@@ -185,7 +181,7 @@ def create_app(settings: WorkerSettings, pool: TaskPool) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pids = await asyncio.to_thread(pool.warm_up)
         state.ready = True
-        _log_event("worker_ready", worker=settings.name, pool_pids=pids, pid=os.getpid())
+        log_event(log, "worker_ready", worker=settings.name, pool_pids=pids, pid=os.getpid())
         yield
         state.draining = True
         await asyncio.to_thread(pool.shutdown)
@@ -268,7 +264,8 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """Start draining, then let uvicorn shut down gracefully."""
         if not self.worker_state.draining:
-            _log_event(
+            log_event(
+                log,
                 "worker_draining",
                 worker=self.worker_state.settings.name,
                 in_flight=self.worker_state.in_flight,

@@ -6,7 +6,6 @@ worker's pool of Airflow supervisors and the gateway, with SQLite as database.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_knative.events import read_events
 from airflow_knative.local.config import StackConfig
 from airflow_knative.local.stack import LocalStack
 from tests.conftest import WORKFLOWS, free_port
@@ -37,15 +37,12 @@ class RunningStack:
         return self.stack.config
 
     def worker_events(self, event: str) -> list[dict[str, Any]]:
-        """Structured events the worker processes logged (see airflow_knative.worker.server)."""
-        found = []
-        for log in sorted(self.config.log_dir.glob("worker-*.log")):
-            for line in log.read_text(errors="replace").splitlines():
-                if f'"event": "{event}"' in line:
-                    record = json.loads(line[line.index("{") : line.rindex("}") + 1])
-                    record["log_file"] = log.name
-                    found.append(record)
-        return found
+        """Structured events the worker processes logged (see airflow_knative.events)."""
+        return [
+            {**record, "log_file": log.name}
+            for log in sorted(self.config.log_dir.glob("worker-*.log"))
+            for record in read_events(log, event)
+        ]
 
     def scheduler_log(self) -> str:
         return (self.config.log_dir / "scheduler.log").read_text(errors="replace")

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from airflow_knative.local.airflow_rest import AirflowApi
 from tests.conftest import free_port
 from tests.e2e.conftest import AUTH, RunningStack, answers_ok, wait_for
 
@@ -121,8 +122,5 @@ def test_a_waiting_call_does_not_block_others(running_stack: RunningStack) -> No
 def _runs_of(running_stack: RunningStack, dag_id: str) -> int:
     """How many runs of ``dag_id`` are queued or running, from Airflow's REST API."""
     config = running_stack.config
-    with httpx.Client(base_url=config.api_url, timeout=10) as client:
-        token = client.post("/auth/token", json={"username": AUTH[0], "password": AUTH[1]}).json()
-        client.headers["Authorization"] = f"Bearer {token['access_token']}"
-        runs = client.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"state": ["queued", "running"]}).json()
-        return int(runs.get("total_entries", 0))
+    with AirflowApi(config.api_url, *AUTH) as api:
+        return api.active_runs(dag_id)

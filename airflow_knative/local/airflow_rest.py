@@ -1,22 +1,20 @@
-"""The bits of Airflow's REST API v2 the benchmark uses: trigger, wait, read records and XComs."""
+"""A small synchronous client of Airflow's REST API v2 for the local stack, its tests and benchmarks.
+
+The gateway has its own async client (it serves many callers at once); this one
+is for one caller that logs in once: waiting for DAGs at start-up, triggering,
+waiting for and reading runs.
+"""
 
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 TERMINAL_STATES = frozenset({"success", "failed"})
-
-
-def parse_ts(value: str | None) -> float | None:
-    """Airflow's ISO timestamps as POSIX seconds."""
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 class AirflowApi:
@@ -29,12 +27,34 @@ class AirflowApi:
         self.client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
 
     def close(self) -> None:
+        """Close the HTTP connection pool."""
         self.client.close()
+
+    def __enter__(self) -> AirflowApi:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def dag_ids(self) -> set[str]:
+        """The DAGs Airflow has stored (the DAG processor parsed them)."""
+        response = self.client.get("/api/v2/dags", params={"limit": 1000})
+        response.raise_for_status()
+        return {dag["dag_id"] for dag in response.json()["dags"]}
+
+    def active_runs(self, dag_id: str) -> int:
+        """How many runs of ``dag_id`` are queued or running."""
+        response = self.client.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"state": ["queued", "running"]})
+        response.raise_for_status()
+        return int(response.json()["total_entries"])
 
     def _run_path(self, dag_id: str, run_id: str) -> str:
         return f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
 
     def unpause(self, dag_id: str) -> None:
+        """Unpause ``dag_id`` so its triggered runs start."""
         self.client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
@@ -45,6 +65,7 @@ class AirflowApi:
         return str(response.json()["dag_run_id"])
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """The run as Airflow records it (state, start and end dates)."""
         response = self.client.get(self._run_path(dag_id, run_id))
         response.raise_for_status()
         return dict(response.json())
@@ -61,11 +82,13 @@ class AirflowApi:
         return f"timeout({state})"
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of the run, mapped ones included."""
         response = self.client.get(f"{self._run_path(dag_id, run_id)}/taskInstances", params={"limit": 1000})
         response.raise_for_status()
         return list(response.json()["task_instances"])
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
+        """The ``return_value`` of one task instance."""
         response = self.client.get(
             f"{self._run_path(dag_id, run_id)}/taskInstances/{task_id}/xcomEntries/return_value",
             params={"map_index": map_index, "deserialize": True},
