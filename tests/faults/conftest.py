@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from airflow_knative.local import stack as local_stack
 from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.config import StackConfig, airflow_environment
 from airflow_knative.local.processes import Component
@@ -36,6 +38,7 @@ from tests.conftest import REPO_ROOT, free_port
 FAULT_DAGS = Path(__file__).parent / "dags"
 AUTH = ("admin", "faults-password")
 FIGURES_FILE = REPO_ROOT / ".run" / "faults" / "recovery.jsonl"
+SLOW_MACHINE_STARTUP_TIMEOUT = 480.0
 
 #: Let a restarted scheduler find a killed scheduler's tasks within seconds rather than
 #: minutes (Airflow's defaults: 30 s without heartbeat, checked every 300 s), and let
@@ -44,6 +47,9 @@ FAST_RECOVERY = {
     "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "10",
     "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "5",
     "AIRFLOW__KNATIVE_EXECUTOR__WATCH_INTERVAL": "1",
+    # The test machine is shared and often overloaded: give Execution API calls more than
+    # Airflow's 5 s before a task attempt gives up (the attempt would fail before it ran).
+    "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
 }
 
 
@@ -157,7 +163,9 @@ class FaultStack:
         return self.work_dir / f"ledger-{self._runs}.jsonl", self.work_dir / f"release-{self._runs}"
 
     def trigger(self, dag_id: str, **conf: Any) -> str:
+        """Unpause ``dag_id`` (new DAGs start paused) and trigger a run with ``conf``."""
         with self.api() as api:
+            api.unpause(dag_id)
             return api.trigger(dag_id, conf)
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 300.0) -> str:
@@ -167,6 +175,24 @@ class FaultStack:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         with self.api() as api:
             return api.task_instances(dag_id, run_id)
+
+
+def free_port_range(count: int) -> int:
+    """A port ``p`` of 127.0.0.1 with ``p .. p+count-1`` all free now (the local workers listen on these)."""
+    for _ in range(100):
+        base = free_port()
+        if base + count <= 65535 and all(_is_free(base + i) for i in range(1, count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _stack_config(home: Path, dags: Path, database_url: str) -> StackConfig:
@@ -179,7 +205,7 @@ def _stack_config(home: Path, dags: Path, database_url: str) -> StackConfig:
         worker_concurrency=4,
         api_port=free_port(),
         gateway_port=free_port(),
-        worker_base_port=free_port(),
+        worker_base_port=free_port_range(2),
         admin_user=AUTH[0],
         admin_password=AUTH[1],
         parallelism=16,
@@ -197,7 +223,9 @@ def running_fault_stack(
         shutil.copy(source, dags / source.name)
     url = database_url or f"sqlite:///{home / 'airflow' / 'airflow.db'}"
     stack = LocalStack(_stack_config(home, dags, url))
-    with environment(extra_env):
+    with environment(extra_env), pytest.MonkeyPatch.context() as patch:
+        # The machine is shared with other builds: allow a slow start rather than fail on it.
+        patch.setattr(local_stack, "STARTUP_TIMEOUT", SLOW_MACHINE_STARTUP_TIMEOUT)
         stack.start()
     work_dir = tmp_path_factory.mktemp("fault-work")
     fault_stack = FaultStack(stack, extra_env, work_dir)
@@ -234,7 +262,10 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def two_scheduler_stack(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[FaultStack]:
     """The local stack on PostgreSQL with two schedulers at once, as values/production.yaml runs them."""
-    with running_fault_stack(tmp_path_factory, postgres_url, {}) as stack:
+    slow_machine = {
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": FAST_RECOVERY["AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT"]
+    }
+    with running_fault_stack(tmp_path_factory, postgres_url, slow_machine) as stack:
         stack.start_scheduler()
         yield stack
 

@@ -24,17 +24,19 @@ def start_held_run(stack: FaultStack) -> tuple[str, Any, Any]:
     """Trigger ``fault_held`` and wait until its task is running on a worker."""
     ledger, release = stack.new_ledger()
     run_id = stack.trigger("fault_held", ledger=str(ledger), release=str(release))
-    poll(lambda: read_ledger(ledger), 180, "the held task to start")
+    poll(lambda: read_ledger(ledger), 300, "the held task to start")
     return run_id, ledger, release
 
 
 def assert_ran_once(stack: FaultStack, dag_id: str, run_id: str, ledger: Any, tasks: int = 1) -> None:
-    counts = runs_per_task(read_ledger(ledger))
+    """Each task's code started once and ended once, in the try Airflow recorded as its last."""
+    lines = read_ledger(ledger)
+    counts = runs_per_task(lines)
     assert len(counts) == tasks, counts
     assert all(c == {"start": 1, "end": 1} for c in counts.values()), counts
-    assert {line["try_number"] for line in read_ledger(ledger)} == {1}
-    tries = {(t["task_id"], t["map_index"]): t["try_number"] for t in stack.task_instances(dag_id, run_id)}
-    assert all(tries[key] == 1 for key in counts), tries
+    ran_in = {(line["task_id"], line["map_index"]): line["try_number"] for line in lines}
+    final = {(t["task_id"], t["map_index"]): t["try_number"] for t in stack.task_instances(dag_id, run_id)}
+    assert all(final[key] == ran_in[key] for key in counts), (final, ran_in)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
@@ -76,7 +78,7 @@ def test_routing_file_broken_at_runtime_running_and_new_tasks_are_unaffected(
         run_id = fault_stack.trigger("fault_fanout", ledger=str(ledger), width=3, seconds=0.1)
         assert fault_stack.wait_run("fault_fanout", run_id) == "success"
         new_run_done_at = time.time()
-        assert_ran_once(fault_stack, "fault_fanout", run_id, ledger, tasks=4)  # indexes + 3 mapped
+        assert_ran_once(fault_stack, "fault_fanout", run_id, ledger, tasks=3)  # the 3 mapped tasks
 
         release.touch()
         assert fault_stack.wait_run("fault_held", held_run) == "success"
@@ -105,7 +107,7 @@ def test_two_schedulers_at_once_run_twenty_tasks_each_once(
     run_id = stack.trigger("fault_fanout", ledger=str(ledger), width=20, seconds=2.0)
 
     assert stack.wait_run("fault_fanout", run_id, timeout=420) == "success"
-    assert_ran_once(stack, "fault_fanout", run_id, ledger, tasks=21)  # indexes + 20 mapped
+    assert_ran_once(stack, "fault_fanout", run_id, ledger, tasks=20)  # the 20 mapped tasks
     reported_by = {
         c.name: c.log_path.read_text(errors="replace").count('"knative_task_reported"')
         for c in stack.schedulers

@@ -1,7 +1,9 @@
 """DAGs for the fault-injection tests; every task writes a ledger line when it starts and when it ends.
 
 The tests read the ledger to prove how often a task really ran: a task that was
-killed and run again leaves two ``start`` lines.
+killed and run again leaves two ``start`` lines. Retries come quickly, so that an
+attempt that failed before the task's code ran (an overloaded API server) does
+not stall a test; it leaves no ``start`` line.
 
 * ``fault_held``: one task that runs until the test creates its release file, so
   a fault lands exactly in the middle of the task.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from airflow.sdk import dag, get_current_context, task
@@ -48,7 +51,7 @@ def record(ledger: Path, what: str) -> None:
     schedule=None,
     catchup=False,
     params={"ledger": "", "release": "", "max_wait": 600},
-    default_args={"retries": 2},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=3)},
 )
 def fault_held() -> None:
     @task
@@ -72,7 +75,7 @@ def fault_held() -> None:
     schedule=None,
     catchup=False,
     params={"ledger": "", "width": 20, "seconds": 2.0},
-    default_args={"retries": 2},
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=3)},
 )
 def fault_fanout() -> None:
     @task
