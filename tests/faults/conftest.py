@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from airflow_knative.local import stack as local_stack
@@ -169,8 +170,20 @@ class FaultStack:
             return api.trigger(dag_id, conf)
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 300.0) -> str:
-        with self.api() as api:
-            return api.wait_terminal(dag_id, run_id, timeout, interval=0.5)
+        """Poll the run until success/failed; an API server too busy to answer one poll is asked again."""
+        state = "unknown"
+
+        def ended() -> bool:
+            nonlocal state
+            try:
+                with self.api() as api:
+                    state = str(api.dag_run(dag_id, run_id)["state"])
+            except httpx.TransportError:
+                return False
+            return state in ("success", "failed")
+
+        poll(ended, timeout, f"run {run_id} of {dag_id} to end (last state {state})", interval=0.5)
+        return state
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         with self.api() as api:
