@@ -77,19 +77,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from generator.chart_data import build_chart_data
+    from generator.chart_data import build_chart_data, timeout_warnings
     from generator.inventory import InventoryError, collect_tasks
     from generator.output import render, staleness, write_atomically
-    from generator.values_check import stale_overrides
+    from generator.values_check import max_timeouts, stale_overrides
 
     try:
-        data = build_chart_data(collect_tasks(args.dag_folder))
+        entries = collect_tasks(args.dag_folder)
+        data = build_chart_data(entries)
     except (InventoryError, ValueError) as exc:
         print(f"generate: {exc}\ngenerate: nothing written; {args.output} is unchanged.", file=sys.stderr)
         return EXIT_INVALID
     text = render(data, dag_folder=f"{args.dag_folder.as_posix().rstrip('/')}/")
-    for problem in stale_overrides(_values_files(args.values or DEFAULT_VALUES), set(data["services"])):
+    values_files = _values_files(args.values or DEFAULT_VALUES)
+    for problem in stale_overrides(values_files, set(data["services"])):
         print(f"generate: warning: {problem}", file=sys.stderr)
+    for where, max_timeout in max_timeouts(values_files).items():
+        for problem in timeout_warnings(entries, data, max_timeout, f"workers.maxTimeoutSeconds in {where}"):
+            print(f"generate: warning: {problem}", file=sys.stderr)
     if args.check:
         diff = staleness(args.output, text)
         if diff is None:

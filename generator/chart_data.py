@@ -24,6 +24,43 @@ SETTING_KEYS = {
 }
 
 
+#: Seconds Knative's request timeout leaves above a task's execution_timeout: the
+#: supervisor's start, the task's own stop on timeout and its report to Airflow.
+TIMEOUT_MARGIN_SECONDS = 60
+
+
+def timeout_warnings(
+    entries: Iterable[TaskEntry], data: dict[str, Any], max_timeout: int, where: str
+) -> list[str]:
+    """Say which tasks' time limits do not fit their service's Knative request timeout.
+
+    ``max_timeout`` is the cluster's ``max-revision-timeout-seconds`` as ``where``
+    (a values file's ``workers.maxTimeoutSeconds``) states it; the chart refuses to
+    render a service above it, and Knative would refuse the revision.
+    """
+    problems: list[str] = []
+    services = data["services"]
+    for entry in entries:
+        timeout = services.get(entry.service, {}).get("timeoutSeconds")
+        task = f"{entry.dag_id}.{entry.task_id} ({entry.fileloc})"
+        if timeout is not None and timeout > max_timeout:
+            problems.append(
+                f"{task}: its service {entry.service!r} needs timeoutSeconds {timeout}, above "
+                f"max-revision-timeout-seconds {max_timeout} ({where}): the chart refuses to render it. "
+                "Raise max-revision-timeout-seconds in Knative's config-defaults and "
+                "workers.maxTimeoutSeconds, "
+                "or shorten the task's execution_timeout"
+            )
+        budget = entry.execution_timeout_seconds
+        if timeout is not None and budget and timeout < budget + TIMEOUT_MARGIN_SECONDS:
+            problems.append(
+                f"{task}: execution_timeout {budget}s but its service {entry.service!r} sets timeoutSeconds "
+                f"{timeout}: Knative cuts the request before Airflow's own timeout can end the task; set "
+                f"timeout_seconds to at least {budget + TIMEOUT_MARGIN_SECONDS} or leave it to the generator"
+            )
+    return sorted(set(problems))
+
+
 def _task_settings(entry: TaskEntry) -> dict[str, Any]:
     """Return the chart settings one task asks for, leaving out what it did not set."""
     config = entry.config.model_dump(mode="json", exclude_none=True)
@@ -53,10 +90,11 @@ def _merge_settings(service: str, owners: list[TaskEntry]) -> dict[str, Any]:
             source.setdefault(key, entry)
     if "timeoutSeconds" not in merged:
         # A request must outlive the longest task it may carry: the executor keeps
-        # the HTTP stream open for the whole task.
+        # the HTTP stream open for the whole task, and after execution_timeout fires
+        # the task still has to stop and report its failure to Airflow.
         timeouts = [e.execution_timeout_seconds for e in owners if e.execution_timeout_seconds]
         if timeouts:
-            merged["timeoutSeconds"] = max(timeouts)
+            merged["timeoutSeconds"] = max(timeouts) + TIMEOUT_MARGIN_SECONDS
     _check_scale_bounds(service, merged, owners)
     return merged
 

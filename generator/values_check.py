@@ -43,3 +43,16 @@ def stale_overrides(values_files: Iterable[Path], services: set[str]) -> list[st
                     "(renamed or removed task?): rename or delete it, or the chart will refuse to render"
                 )
     return problems
+
+
+def max_timeouts(values_files: Iterable[Path]) -> dict[str, int]:
+    """``values file -> workers.maxTimeoutSeconds`` for the files that set it (the chart default included)."""
+    loader = YAML(typ="rt")
+    found: dict[str, int] = {}
+    for path in sorted(values_files):
+        document = loader.load(path.read_text())
+        workers = document.get("workers") if isinstance(document, CommentedMap) else None
+        value = workers.get("maxTimeoutSeconds") if isinstance(workers, CommentedMap) else None
+        if isinstance(value, int):
+            found[str(path)] = value
+    return found

@@ -83,7 +83,7 @@ def test_generate_reads_dag_settings_and_is_deterministic(tmp_path: Path, dags: 
         "minScale": 1,  # default_args, merged beneath the task's own keys
         "maxScale": 4,
         "containerConcurrency": 2,
-        "timeoutSeconds": 120,  # execution_timeout
+        "timeoutSeconds": 180,  # execution_timeout + 60 s margin
     }
     assert services[service_name("simple", "second")] == {
         "tasks": [{"dagId": "simple", "taskId": "second"}],

