@@ -312,6 +312,8 @@ Args: list $ name generatedEntry
   env:
     - name: AIRFLOW_KNATIVE_AIRFLOW_URL
       value: {{ include "airflow-knative.apiServerUrl" $ | quote }}
+    - name: AIRFLOW_KNATIVE_GATEWAY_WAIT_TIMEOUT  # ends before Knative's timeoutSeconds
+      value: {{ sub (int $.Values.gateway.timeoutSeconds) 15 | quote }}
     {{- if not $knative }}
     - name: PORT
       value: {{ $.Values.gateway.port | quote }}
