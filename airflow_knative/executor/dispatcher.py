@@ -164,7 +164,7 @@ class Dispatcher:
             raise
         except StreamBrokenError as exc:
             log.warning(
-                "connection to %s broke after it accepted %s (%s); not resending: the outcome is left "
+                "connection to %s broke after 'accepted' of %s (%s); not resending: the outcome is left "
                 "to Airflow's task heartbeats",
                 url,
                 key,
@@ -199,9 +199,9 @@ class Dispatcher:
         settings = self.settings
 
         def before_sleep(state: object) -> None:
-            log.info(
-                "worker %s did not take %s yet (%s); retrying", url, key, getattr(state, "outcome", None)
-            )
+            outcome = getattr(state, "outcome", None)
+            error = outcome.exception() if outcome is not None else None
+            log.info("worker %s did not take %s (before 'accepted': %s); sending again", url, key, error)
 
         retrying = dispatch_retrying(
             deadline=settings.dispatch_deadline,
@@ -257,7 +257,9 @@ class Dispatcher:
         except TimeoutError as exc:
             raise AcceptTimeoutError(f"no 'accepted' within {self.settings.accept_timeout}s") from exc
         except (httpx.TransportError, StopAsyncIteration) as exc:
-            raise StreamBrokenError(f"stream ended before 'accepted': {exc!r}") from exc
+            # Workers start a workload only after sending 'accepted', and Airflow's Execution
+            # API refuses to start one try twice: sending again cannot run the task twice.
+            raise NotAcceptedError(f"connection broke before 'accepted', nothing ran: {exc!r}") from exc
         try:
             event = STREAM_EVENT_ADAPTER.validate_json(first)
         except ValidationError as exc:
