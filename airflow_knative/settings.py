@@ -45,6 +45,11 @@ class ExecutorSettings:
     inline_cache_max_bytes: int = _option(
         64 * 1024 * 1024, "Memory the executor may keep for return values it may send downstream."
     )
+    callback_service: str = _option(
+        "",
+        "Service that runs executor callbacks (deadline alerts) and connection tests; empty: a service "
+        "of the callback's DAG, else the first service of the routing file.",
+    )
 
     @property
     def routing_path(self) -> Path:

@@ -44,6 +44,7 @@ from airflow_knative.task_config import InvalidTaskConfigError
 
 if TYPE_CHECKING:
     from airflow.executors.workloads import ExecuteTask
+    from airflow.executors.workloads.types import WorkloadKey
     from airflow.models.taskinstancekey import TaskInstanceKey
 
 log = logging.getLogger("airflow_knative.executor")
@@ -60,7 +61,7 @@ class DispatchOutcome:
     executor stops tracking it and Airflow's heartbeat checks decide its state.
     """
 
-    key: TaskInstanceKey
+    key: WorkloadKey  # a TaskInstanceKey; a CallbackKey or ConnectionTestKey for side workloads
     state: Literal["success", "failed", "lost"]
     info: str | None = None
 
@@ -310,3 +311,29 @@ class Dispatcher:
             exit_code=finished.exit_code,
             worker_timings=finished.timings.model_dump(),
         )
+
+    # -- callbacks and connection tests (see executor/side_workloads.py) -------------------
+
+    def submit_side(self, key: WorkloadKey, payload: str, url_of: Callable[[], str]) -> None:
+        """Hand a callback or connection-test workload to the loop; ``url_of`` names its worker."""
+        self._loop.call_soon_threadsafe(self._spawn_side, key, payload, url_of)
+
+    def _spawn_side(self, key: WorkloadKey, payload: str, url_of: Callable[[], str]) -> None:
+        task = self._loop.create_task(self._dispatch_side(key, payload, url_of))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _dispatch_side(self, key: WorkloadKey, payload: str, url_of: Callable[[], str]) -> None:
+        """Send without inline values; every error becomes a failed outcome (the scheduler must go on)."""
+        url = "(unrouted)"
+        try:
+            url = await asyncio.to_thread(url_of)
+            finished = await self._send(url, encode_dispatch_request(payload, []), key)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = f"{key} did not run on {url}: {type(exc).__name__}: {exc}"
+            log.error(message)
+            self.on_outcome(DispatchOutcome(key, "failed", message))
+            return
+        self.on_outcome(DispatchOutcome(key, outcome_state(finished), finished.error))
