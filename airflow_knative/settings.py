@@ -14,6 +14,9 @@ from typing import Any
 
 SECTION = "knative_executor"
 
+#: Options without a usable default: the executor does not start without them.
+REQUIRED_OPTIONS = ("routing_file", "secret_file")
+
 
 def _option(default: Any, doc: str) -> Any:
     return field(default=default, metadata={"doc": doc})
@@ -81,7 +84,7 @@ def load_settings() -> ExecutorSettings:
         except ValueError as exc:
             raise SettingsError(f"[{SECTION}] {spec.name} = {raw!r}: {exc}") from exc
     settings = ExecutorSettings(**values)
-    for required in ("routing_file", "secret_file"):
+    for required in REQUIRED_OPTIONS:
         if not getattr(settings, required):
             raise SettingsError(
                 f"[{SECTION}] {required} is not set: set it in airflow.cfg or as "
