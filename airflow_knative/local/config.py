@@ -158,6 +158,10 @@ def task_environment(config: StackConfig) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{config.api_url}/execution/",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(config.log_dir / "tasks"),
+        # Airflow's 5 s per Execution API call is too short for a local API server on
+        # SQLite sharing a busy machine: the supervisor gave up starting tasks (ReadTimeout
+        # on every retry) with the load average above 40 on 2 cores.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
     }
 
 

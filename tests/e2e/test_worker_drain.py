@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from airflow_knative.local.config import task_environment, worker_secret_file
+from airflow_knative.local.stack import STARTUP_TIMEOUT
 from airflow_knative.routing import ServiceEntry, load_routing_table, write_routing_table
 from tests.conftest import free_port
 from tests.e2e.conftest import RunningStack, answers_ok, wait_for
@@ -73,7 +74,9 @@ def extra_worker(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: answers_ok(f"{url}/readyz"), timeout=60, interval=0.2)
+        # as long as the stack gives its own components: importing Airflow took over 60 s
+        # on a 2-core machine with a load average above 40
+        wait_for(lambda: answers_ok(f"{url}/readyz"), timeout=STARTUP_TIMEOUT, interval=0.2)
         table = load_routing_table(config.routing_file)
         table.services["e2e-drain"] = ServiceEntry(url=url)
         table.tasks["e2e_drain"] = {"nap": "e2e-drain"}

@@ -27,7 +27,7 @@ import pytest
 from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.config import StackConfig, task_environment, worker_secret_file
 from airflow_knative.local.processes import _die_with_parent as die_with_parent
-from airflow_knative.local.stack import LocalStack
+from airflow_knative.local.stack import STARTUP_TIMEOUT, LocalStack
 from airflow_knative.routing import ServiceEntry, load_routing_table, write_routing_table
 from tests.conftest import free_port
 from tests.e2e.conftest import answers_ok, wait_for
@@ -302,7 +302,7 @@ def spawn_worker(fault_stack: FaultStack, tmp_path: Path) -> Iterator[Any]:
             )
         worker = WorkerProcess(name, f"http://127.0.0.1:{port}", process, log_path)
         started.append(worker)
-        wait_for(lambda: answers_ok(f"{worker.url}/readyz"), timeout=90, interval=0.2)
+        wait_for(lambda: answers_ok(f"{worker.url}/readyz"), timeout=STARTUP_TIMEOUT, interval=0.2)
         return worker
 
     yield spawn
