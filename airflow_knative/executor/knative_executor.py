@@ -28,6 +28,7 @@ class KnativeExecutor(BaseExecutor):
     """Runs each task on the Knative service that serves it, over HTTP."""
 
     supports_ad_hoc_ti_run = True
+    supports_multi_team = True  # each team's executor reads its own section through self.conf
     is_local = False
     serve_logs = False
 
@@ -37,8 +38,8 @@ class KnativeExecutor(BaseExecutor):
         self._dispatcher: Dispatcher | None = None
 
     def start(self) -> None:
-        """Read ``[knative_executor]``, check the routing table and secret, start the dispatcher."""
-        settings = load_settings()
+        """Read this team's ``[knative_executor]``, check the routing table and secret, start dispatching."""
+        settings = load_settings(self.conf)
         router = Router(settings.routing_path)
         router.table()  # a missing or malformed routing file stops the scheduler at start-up
         secret = read_secret(settings.secret_file, what="[knative_executor] secret_file")
