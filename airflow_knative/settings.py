@@ -56,13 +56,21 @@ class ExecutorSettings:
     accept_timeout: float = _option(
         300.0,
         "Seconds to wait for `accepted` once a request is sent; covers a Knative cold start, "
-        "during which the activator holds the request. Not retried: the worker may hold the task.",
+        "during which the activator holds the request. Not retried: the worker may hold the task. "
+        "Never waits past the workload token's expiry minus `token_margin`.",
         example="600.0",
     )
     dispatch_deadline: float = _option(
         300.0,
-        "Seconds to keep retrying a task that no worker has accepted (cold starts, 429/5xx).",
+        "Seconds to keep retrying a task that no worker has accepted (cold starts, 429/5xx). "
+        "Never retries past the workload token's expiry minus `token_margin`.",
         example="900.0",
+    )
+    token_margin: float = _option(
+        30.0,
+        "Seconds before the workload's token expires (Airflow issues it for [scheduler] "
+        "task_queued_timeout) after which no worker is asked to start the task any more.",
+        example="60.0",
     )
     retry_initial_backoff: float = _option(
         0.05, "First retry wait in seconds; doubles, with jitter.", example="0.2"
@@ -83,11 +91,38 @@ class ExecutorSettings:
         "Memory the executor may keep for return values it may send downstream.",
         example="268435456",
     )
+    inline_wait_timeout: float = _option(
+        5.0,
+        "Seconds a task waits for an upstream's `finished` event when Airflow already recorded "
+        "that upstream's end, so its value travels inline instead of via the API.",
+        example="10.0",
+    )
+    watch_interval: float = _option(
+        5.0,
+        "Seconds between database checks of tasks the executor no longer streams (adopted from "
+        "another scheduler, or whose stream broke) until Airflow records their end.",
+        example="15.0",
+    )
+    watch_batch_size: int = _option(
+        500, "Most watched tasks read from the database in one check.", example="1000"
+    )
+    callback_service: str = _option(
+        "",
+        "Service that runs executor callbacks (deadline alerts) and connection tests; empty: a service "
+        "of the callback's DAG, else the first service of the routing file.",
+        example="etl-callbacks",
+    )
 
     @property
     def routing_path(self) -> Path:
         """The routing file as a path."""
         return Path(self.routing_file)
+
+
+#: Options without a usable default: the executor does not start without them.
+REQUIRED_OPTIONS = tuple(
+    spec.name for spec in dataclasses.fields(ExecutorSettings) if spec.metadata.get("required")
+)
 
 
 @dataclass(frozen=True)

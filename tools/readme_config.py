@@ -24,7 +24,10 @@ def _cell(text: str) -> str:
 
 
 def _row(option: OptionSpec) -> str:
-    default = "(required)" if option.required else f"`{option.default_text}`"
+    if option.required:
+        default = "(required)"
+    else:
+        default = f"`{option.default_text}`" if option.default_text else "(empty)"
     example = f"`{option.example}`" if option.example is not None else ""
     return (
         f"| `{option.name}` | {option.airflow_type} | {default} | {_cell(example)} "
