@@ -125,6 +125,9 @@ REQUIRED_OPTIONS = tuple(
 )
 
 
+_BOOLEANS = {"t": True, "true": True, "1": True, "f": False, "false": False, "0": False}
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """One option as the docs and Airflow's provider info describe it, read off its field."""
@@ -143,13 +146,27 @@ class OptionSpec:
 
     @property
     def default_text(self) -> str | None:
-        """The default as written in ``airflow.cfg``; ``None`` for a required option (no default)."""
-        return None if self.required else str(self.default)
+        """The default as written in ``airflow.cfg``; ``None`` when there is none (required options)."""
+        return None if self.required or self.default is None else str(self.default)
+
+    def parse(self, raw: str) -> Any:
+        """Turn the option's text into its declared type (booleans as Airflow spells them)."""
+        if self.kind is bool:
+            try:
+                return _BOOLEANS[raw.strip().lower()]
+            except KeyError:
+                raise ValueError("not a boolean (true/false, t/f, 1/0)") from None
+        return self.kind(raw)
 
     def env_var(self, team_name: str | None = None) -> str:
         """``AIRFLOW__KNATIVE_EXECUTOR__<OPTION>`` (``AIRFLOW__<TEAM>___...`` for a team)."""
         team = f"{team_name.upper()}___" if team_name else ""
         return f"AIRFLOW__{team}{SECTION.upper()}__{self.name.upper()}"
+
+    def where(self, team_name: str | None = None) -> str:
+        """``[knative_executor] <option>`` (``[<team>=knative_executor] ...`` for a team)."""
+        section = f"{team_name}={SECTION}" if team_name else SECTION
+        return f"[{section}] {self.name}"
 
 
 def _plain_type(annotation: Any, name: str) -> type:
@@ -193,25 +210,6 @@ class SettingsError(ValueError):
     """A required option is missing or an option has the wrong type."""
 
 
-_BOOLEANS = {"t": True, "true": True, "1": True, "f": False, "false": False, "0": False}
-
-
-def _convert(option: OptionSpec, raw: str) -> Any:
-    """Turn an option's text into its declared type (booleans as Airflow spells them)."""
-    if option.kind is bool:
-        try:
-            return _BOOLEANS[raw.strip().lower()]
-        except KeyError:
-            raise ValueError("not a boolean (true/false, t/f, 1/0)") from None
-    return option.kind(raw)
-
-
-def _where(option: OptionSpec, team_name: str | None) -> str:
-    """Where a user sets ``option`` (for this team)."""
-    section = f"{team_name}={SECTION}" if team_name else SECTION
-    return f"[{section}] {option.name}"
-
-
 def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
     """Read ``[knative_executor]`` through ``conf``: the executor's ``self.conf`` or Airflow's ``conf``.
 
@@ -230,14 +228,14 @@ def load_settings(conf: ConfigSource | None = None) -> ExecutorSettings:
         if raw is None or raw == "":
             continue
         try:
-            values[option.name] = _convert(option, raw)
+            values[option.name] = option.parse(raw)
         except ValueError as exc:
-            raise SettingsError(f"{_where(option, team_name)} = {raw!r}: {exc}") from exc
+            raise SettingsError(f"{option.where(team_name)} = {raw!r}: {exc}") from exc
     settings = ExecutorSettings(**values)
     for option in options:
         if option.required and not getattr(settings, option.name):
             raise SettingsError(
-                f"{_where(option, team_name)} is not set: set it in airflow.cfg or as "
+                f"{option.where(team_name)} is not set: set it in airflow.cfg or as "
                 f"{option.env_var(team_name)}"
             )
     return settings

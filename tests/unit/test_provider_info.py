@@ -16,7 +16,6 @@ from airflow_knative.settings import (
     SECTION,
     ExecutorSettings,
     OptionSpec,
-    _convert,
     _option,
     option_specs,
 )
@@ -49,7 +48,7 @@ def test_every_settings_field_is_a_registered_option() -> None:
 def test_every_option_has_a_description_and_an_example_of_its_type(option: OptionSpec) -> None:
     assert option.description.strip(), f"[{SECTION}] {option.name}: add a description (_option doc)"
     assert option.example, f"[{SECTION}] {option.name}: add an example (_option example=...)"
-    assert isinstance(_convert(option, option.example), option.kind)
+    assert isinstance(option.parse(option.example), option.kind)
 
 
 @pytest.mark.parametrize("option", OPTIONS, ids=[o.name for o in OPTIONS])
@@ -60,7 +59,7 @@ def test_the_default_airflow_shows_is_the_default_the_code_uses(option: OptionSp
     if option.required:
         assert registered["default"] is None  # no default: Airflow shows it commented out
     else:
-        assert _convert(option, registered["default"]) == getattr(ExecutorSettings(), option.name)
+        assert option.parse(registered["default"]) == getattr(ExecutorSettings(), option.name)
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,9 @@ def test_new_options_are_derived_with_their_type_and_a_missing_example_shows() -
 
     assert grown["prewarm"].airflow_type == "boolean"
     assert grown["prewarm"].default_text == "True"
-    assert _convert(grown["prewarm"], "false") is False
+    assert grown["prewarm"].parse("false") is False
     assert grown["callback_url"].airflow_type == "string"
+    assert grown["callback_url"].default_text is None  # no default: Airflow lists it commented out
     assert grown["callback_url"].example is None  # what the example test above rejects
 
 
