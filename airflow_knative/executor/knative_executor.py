@@ -40,6 +40,7 @@ class KnativeExecutor(BaseExecutor):
     supports_ad_hoc_ti_run = True
     supports_callbacks = True  # ExecuteCallback (deadline alerts) runs on a worker
     supports_connection_test = True  # so does the UI's "Test connection"
+    supports_multi_team = True  # each team's executor reads its own section through self.conf
     is_local = False
     serve_logs = False
 
@@ -51,8 +52,8 @@ class KnativeExecutor(BaseExecutor):
         self._settings: ExecutorSettings | None = None
 
     def start(self) -> None:
-        """Read ``[knative_executor]``, check the routing table and secret, start the dispatcher."""
-        settings = self._settings = load_settings()
+        """Read this team's ``[knative_executor]``, check the routing table and secret, start dispatching."""
+        settings = self._settings = load_settings(self.conf)
         router = Router(settings.routing_path)
         router.table()  # a missing or malformed routing file stops the scheduler at start-up
         secret = read_secret(settings.secret_file, what="[knative_executor] secret_file")

@@ -16,6 +16,15 @@ import httpx
 
 TERMINAL_STATES = frozenset({"success", "failed"})
 
+#: Items asked for per page. Airflow answers at most ``[api] maximum_page_limit`` (default 100)
+#: items whatever ``limit`` says, so collections are read page by page until ``total_entries``.
+PAGE_SIZE = 100
+
+
+def api_path(*segments: str | int) -> str:
+    """``/api/v2/<segment>/...`` with every segment quoted (run ids hold ``:`` and ``+``)."""
+    return "/api/v2/" + "/".join(quote(str(segment), safe="") for segment in segments)
+
 
 class AirflowApi:
     """A logged-in client of one Airflow API server."""
@@ -38,29 +47,43 @@ class AirflowApi:
     ) -> None:
         self.close()
 
+    def collect(self, path: str, key: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every item of the paged collection at ``path`` (the list under ``key``), page by page."""
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self.client.get(
+                path, params={**(params or {}), "limit": PAGE_SIZE, "offset": len(items)}
+            )
+            response.raise_for_status()
+            body = response.json()
+            page = list(body[key])
+            items.extend(page)
+            if not page or len(items) >= int(body["total_entries"]):
+                return items
+
     def dag_ids(self) -> set[str]:
-        """The DAGs Airflow has stored (the DAG processor parsed them)."""
-        response = self.client.get("/api/v2/dags", params={"limit": 1000})
-        response.raise_for_status()
-        return {dag["dag_id"] for dag in response.json()["dags"]}
+        """The DAGs Airflow has stored (the DAG processor parsed them), however many there are."""
+        return {dag["dag_id"] for dag in self.collect(api_path("dags"), "dags")}
 
     def active_runs(self, dag_id: str) -> int:
         """How many runs of ``dag_id`` are queued or running."""
-        response = self.client.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"state": ["queued", "running"]})
+        response = self.client.get(
+            api_path("dags", dag_id, "dagRuns"), params={"state": ["queued", "running"], "limit": 1}
+        )
         response.raise_for_status()
         return int(response.json()["total_entries"])
 
-    def _run_path(self, dag_id: str, run_id: str) -> str:
-        return f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
+    def _run_path(self, dag_id: str, run_id: str, *rest: str | int) -> str:
+        return api_path("dags", dag_id, "dagRuns", run_id, *rest)
 
     def unpause(self, dag_id: str) -> None:
         """Unpause ``dag_id`` so its triggered runs start."""
-        self.client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+        self.client.patch(api_path("dags", dag_id), json={"is_paused": False}).raise_for_status()
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         """Trigger a run now; return its run id."""
         body = {"logical_date": None, "conf": conf or {}}
-        response = self.client.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+        response = self.client.post(api_path("dags", dag_id, "dagRuns"), json=body)
         response.raise_for_status()
         return str(response.json()["dag_run_id"])
 
@@ -83,14 +106,12 @@ class AirflowApi:
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """Every task instance of the run, mapped ones included."""
-        response = self.client.get(f"{self._run_path(dag_id, run_id)}/taskInstances", params={"limit": 1000})
-        response.raise_for_status()
-        return list(response.json()["task_instances"])
+        return self.collect(self._run_path(dag_id, run_id, "taskInstances"), "task_instances")
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
         """The ``return_value`` of one task instance."""
         response = self.client.get(
-            f"{self._run_path(dag_id, run_id)}/taskInstances/{task_id}/xcomEntries/return_value",
+            self._run_path(dag_id, run_id, "taskInstances", task_id, "xcomEntries", "return_value"),
             params={"map_index": map_index, "deserialize": True},
         )
         response.raise_for_status()
@@ -98,6 +119,6 @@ class AirflowApi:
 
     def tasks(self, dag_id: str) -> dict[str, list[str]]:
         """task_id -> downstream task ids."""
-        response = self.client.get(f"/api/v2/dags/{dag_id}/tasks")
+        response = self.client.get(api_path("dags", dag_id, "tasks"))
         response.raise_for_status()
         return {t["task_id"]: list(t["downstream_task_ids"]) for t in response.json()["tasks"]}

@@ -1,0 +1,1 @@
+"""Repository tooling (docs generators); not part of the installed package."""
