@@ -60,3 +60,36 @@ image:
 
 bench-generate: helm $(STAMP)
 	HELM=$(HELM) $(PY) bench/generate_bench.py $(BENCH_ARGS)
+
+# Scanners in their own virtualenv (requirements/tools.txt says why): checkov, actionlint.
+#   make tools        - install them into .tools/venv
+#   make chart-scan   - checkov on every values file in both worker modes (0 failed checks)
+.PHONY: tools chart-scan
+TOOLS_VENV := .tools/venv
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+CHECKOV := $(abspath $(TOOLS_VENV)/bin/checkov)
+ACTIONLINT := $(abspath $(TOOLS_VENV)/bin/actionlint)
+
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): requirements/tools.txt
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -r requirements/tools.txt
+	touch $@
+
+# tests/chart/test_chart_security.py runs checkov, tests/cluster/test_workflow_lint.py actionlint.
+pytest: tools
+pytest: export CHECKOV := $(CHECKOV)
+pytest: export ACTIONLINT := $(ACTIONLINT)
+
+chart-scan: helm tools
+	@set -e; for mode in knative deployment; do \
+		mkdir -p .run/chart-scan/$$mode; \
+		$(HELM) template airflow $(CHART) --namespace airflow $(OFFLINE) --set workers.mode=$$mode > .run/chart-scan/$$mode/default.yaml; \
+		for f in $(CHART_VALUES); do \
+			$(HELM) template airflow $(CHART) --namespace airflow $(OFFLINE) -f $$f --set workers.mode=$$mode \
+				> .run/chart-scan/$$mode/$$(basename $$f); \
+		done; \
+	done
+	$(CHECKOV) --framework kubernetes -d .run/chart-scan --compact --quiet
