@@ -4,10 +4,9 @@
 #   make generate-check  - fail when chart/files/services.yaml is stale
 #   make chart-lint      - helm lint --strict for every values file, both worker modes
 #   make chart-template  - render every values file into .run/chart/
-#   make image           - docker build of images/Dockerfile (needs a Docker engine)
 #   make bench-generate  - generate + template time for 1,000 DAGs x 10 tasks
 
-.PHONY: helm generate generate-check chart-lint chart-template image bench-generate
+.PHONY: helm generate generate-check chart-lint chart-template bench-generate
 
 TOOLS_BIN := .tools/bin
 HELM_PINNED := $(TOOLS_BIN)/helm
@@ -16,7 +15,6 @@ HELM_ON_PATH := $(shell command -v helm 2>/dev/null)
 HELM ?= $(if $(HELM_ON_PATH),$(HELM_ON_PATH),$(abspath $(HELM_PINNED)))
 CHART := chart
 CHART_VALUES := $(wildcard values/*.yaml)
-IMAGE ?= airflow-knative:dev
 
 helm: $(if $(HELM_ON_PATH),,$(HELM_PINNED))
 
@@ -52,9 +50,6 @@ chart-template: helm
 		$(HELM) template airflow $(CHART) --namespace airflow -f $$f > $$out; \
 		echo "rendered $$f -> $$out"; \
 	done
-
-image:
-	docker build -f images/Dockerfile -t $(IMAGE) .
 
 bench-generate: helm $(STAMP)
 	HELM=$(HELM) $(PY) bench/generate_bench.py $(BENCH_ARGS)
