@@ -9,8 +9,8 @@ one is listed in docs/containers.md ("Translations"):
 
 - Secret / ConfigMap values: decoded here and given as env values or as files.
 - configMap / secret volumes: files written into a host directory, bind-mounted read-only.
-- emptyDir: a podman volume per pod and volume (mode 0777, like the kubelet's).
-- persistentVolumeClaim / volumeClaimTemplates: one podman volume per claim, group-owned
+- emptyDir: a node (host) directory per pod and volume, mode 0777 like the kubelet's.
+- persistentVolumeClaim / volumeClaimTemplates: one node directory per claim, group-owned
   by the pod's fsGroup (what the kubelet's volume ownership management does).
 - Service: a forwarder container with the Service's DNS names, port -> targetPort, to
   the pods its selector picks (they carry a network alias per selecting Service).
@@ -475,8 +475,8 @@ def podman_run_args(
 ) -> list[str]:
     """`podman run` arguments (after `run`) for one container; env values travel separately.
 
-    mount_sources maps a volume name to what the engine mounts: a podman volume name or
-    a host directory (files volumes). Env values are passed through the podman process's
+    mount_sources maps a volume name to what the engine mounts: a host directory (bind
+    mount), or a podman volume name (mounted with nocopy). Env values are passed through the podman process's
     environment (`--env NAME`), so no secret appears in a command line.
     """
     args = ["--name", run.name, "--hostname", pod.name, "--network", network, "--pull", "never"]

@@ -158,7 +158,7 @@ class PodmanCluster:
         previous = self.release
         self.release = release
         for claim in sorted(release.claims):
-            self._ensure_volume(f"pvc-{claim}")
+            self._directory("claims", claim)
         for service in release.services.values():
             if previous is None or previous.services.get(service.name) != service:
                 self._start_service(service)
@@ -248,27 +248,20 @@ class PodmanCluster:
         self.podman("rm", "-f", name, check=False)
         return result.returncode
 
-    def _ensure_volume(self, name: str, mode: int | None = None, memory: bool = False) -> str:
-        full = self.container_name(name)
-        exists = self.podman("volume", "exists", full, check=False).returncode == 0
-        if not exists:
-            options = ["--opt", "type=tmpfs", "--opt", "device=tmpfs"] if memory else []
-            self.podman("volume", "create", *self._labels(), *options, full)
-            if mode is not None and not memory:
-                os.chmod(self._volume_path(full), mode)
-        return full
-
-    def _volume_path(self, volume: str) -> str:
-        return self.podman("volume", "inspect", "--format", "{{.Mountpoint}}", volume).stdout.strip()
+    def _directory(self, *parts: str, mode: int = 0o755) -> Path:
+        """A node directory for a volume (podman volumes get chowned on first mount; these do not)."""
+        directory = self.state_dir.joinpath(self.run_id, *parts)
+        if not directory.exists():
+            directory.mkdir(parents=True)
+            directory.chmod(mode)
+        return directory
 
     def _prepare_volumes(self, plan: PodPlan) -> dict[str, str]:
         """Create each volume of the pod; return what podman mounts for each name."""
         sources = {}
         for name, volume in plan.volumes.items():
             if isinstance(volume, FilesVolume):
-                directory = self.state_dir / self.run_id / "files" / plan.name / name
-                directory.mkdir(parents=True, exist_ok=True)
-                directory.chmod(0o755)
+                directory = self._directory("files", plan.name, name)
                 for file_name, content in volume.files.items():
                     target = directory / file_name
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -278,12 +271,12 @@ class PodmanCluster:
                         os.chown(target, 0, plan.fs_group)
                 sources[name] = str(directory)
             elif isinstance(volume, EmptyDirVolume):
-                sources[name] = self._ensure_volume(f"{plan.name}-{name}", mode=0o777, memory=volume.memory)
+                sources[name] = str(self._directory("empty-dirs", plan.name, name, mode=0o777))
             elif isinstance(volume, ClaimVolume):
-                full = self._ensure_volume(f"pvc-{volume.claim}")
+                claim = self._directory("claims", volume.claim)
                 if plan.fs_group is not None:
-                    self._apply_fs_group(self._volume_path(full), plan.fs_group)
-                sources[name] = full
+                    self._apply_fs_group(str(claim), plan.fs_group)
+                sources[name] = str(claim)
         return sources
 
     @staticmethod
