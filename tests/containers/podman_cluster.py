@@ -442,15 +442,14 @@ class PodmanCluster:
 
     def reconcile_once(self) -> list[str]:
         """Replace every started pod whose container is gone or has exited; return their names."""
+        # Pods first, then the listing: a pod started after the listing would look dead.
+        with self.lock:
+            pods = [(n, p) for n, p in self.pods.items() if p.started.is_set() and not p.failed]
         label = f"label={RUN_LABEL}={self.run_id}"
         listing = self.podman("ps", "--filter", label, "--format", "{{.Names}}").stdout.split()
         running_names = set(listing)
         replaced = []
-        with self.lock:
-            pods = list(self.pods.items())
         for pod_name, running in pods:
-            if not running.started.is_set() or running.failed:
-                continue
             names = {self.container_name(c.name) for c in running.plan.containers}
             if names <= running_names:
                 continue

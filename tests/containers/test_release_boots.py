@@ -155,7 +155,10 @@ def cluster(
         booted.wait_ready(BOOT_TIMEOUT)
         yield booted
     finally:
-        booted.delete()
+        if os.environ.get("BOOT_TEST_KEEP"):  # debugging: leave everything for `podman logs`
+            print(f"BOOT_TEST_KEEP: network {booted.network} and its containers are left running")
+        else:
+            booted.delete()
 
 
 def admin_password(release: Release) -> str:
@@ -178,6 +181,8 @@ def run_workflow(cluster: PodmanCluster, dag_id: str, data: Any) -> dict[str, An
     )  # fmt: skip
     assert result.returncode == 0, f"gateway unreachable: {result.stderr[-2000:]}\n{cluster.describe()}"
     answer: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    if answer["status"] != 200:
+        answer["cluster"] = cluster.describe()
     return answer
 
 
