@@ -4,10 +4,9 @@
 #   make generate-check  - fail when chart/files/services.yaml is stale
 #   make chart-lint      - helm lint --strict for every values file, both worker modes
 #   make chart-template  - render every values file into .run/chart/
-#   make image           - docker build of images/Dockerfile (needs a Docker engine)
 #   make bench-generate  - generate + template time for 1,000 DAGs x 10 tasks
 
-.PHONY: helm generate generate-check chart-lint chart-template image bench-generate
+.PHONY: helm generate generate-check chart-lint chart-template bench-generate
 
 TOOLS_BIN := .tools/bin
 HELM_PINNED := $(TOOLS_BIN)/helm
@@ -18,7 +17,6 @@ CHART := chart
 CHART_VALUES := $(wildcard values/*.yaml)
 # Renders here see no cluster: let the chart generate throwaway secrets (docs/chart.md, "Secrets").
 OFFLINE := --set secrets.generateWithoutCluster=true
-IMAGE ?= airflow-knative:dev
 
 helm: $(if $(HELM_ON_PATH),,$(HELM_PINNED))
 
@@ -54,9 +52,6 @@ chart-template: helm
 		$(HELM) template airflow $(CHART) --namespace airflow $(OFFLINE) -f $$f > $$out; \
 		echo "rendered $$f -> $$out"; \
 	done
-
-image:
-	docker build -f images/Dockerfile -t $(IMAGE) .
 
 bench-generate: helm $(STAMP)
 	HELM=$(HELM) $(PY) bench/generate_bench.py $(BENCH_ARGS)
