@@ -108,18 +108,18 @@ def test_volumes_become_files_empty_dirs_and_claims() -> None:
     assert isinstance(pg_plan.volumes["run"], EmptyDirVolume)
 
 
-def test_run_args_carry_no_env_value_and_never_copy_image_content_into_volumes() -> None:
+def test_run_args_carry_no_env_value_and_mount_every_volume() -> None:
     release = deployment_release()
     scheduler = release.workloads["Deployment/airflow-airflow-knative-scheduler"]
     plan = release.pod(scheduler, "s")
     (run,) = plan.containers
-    sources = {"routing": "/state/routing", "worker-secret": "/state/secret", "logs": "pvc-logs"}
+    sources = {name: f"/state/{name}" for name in plan.volumes}
     args = podman_run_args(run, plan, "net", sources)
     text = " ".join(args)
     connection = run.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert connection not in text
     assert "--env AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" in text
-    assert "pvc-logs:/opt/airflow/logs:nocopy" in text
+    assert "type=bind,source=/state/logs,destination=/opt/airflow/logs" in text
     assert "type=bind,source=/state/routing,destination=/opt/airflow/knative,ro" in text
     assert args[args.index("--entrypoint") + 1] == json.dumps(run.command)
 
