@@ -375,6 +375,7 @@ class PodmanCluster:
             url = f"http://{pod.name}:{probe.http_port}{probe.http_path}" if probe.http_path else ""
             target = url or f"{pod.name}:{probe.http_port}"
             args = ["exec", self.container_name("node"), "python", "/boot-test/probe.py", target]
+            args.append(str(probe.timeout_seconds))
         try:
             return self.podman(*args, check=False, timeout=timeout).returncode == 0
         except subprocess.TimeoutExpired:

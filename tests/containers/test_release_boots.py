@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,14 +38,14 @@ import build as image_build  # noqa: E402  (images/build.py: the engine rules of
 sys.path.insert(0, str(ROOT / "tests" / "chart"))
 from chart_helpers import find_helm  # noqa: E402
 
-pytestmark = [pytest.mark.containers, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(7200)]
 
 NAMESPACE = "airflow"
 RELEASE = "airflow"
 BOOT_DAGS = (ROOT / "workflows" / "compute_avg_distributed.py", HERE / "dags" / "boot_retry.py")
 ADDED_DAG = HERE / "dags" / "boot_added.py"
 #: Bounds of the waits below (the machine is shared: generous, but finite).
-BOOT_TIMEOUT = 1500
+BOOT_TIMEOUT = 2700
 CALL_TIMEOUT = 600
 
 
@@ -147,7 +148,9 @@ def cluster(
     podman: Podman, images: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PodmanCluster]:
     release = Release(render(images["checkout"], images["app"], images["postgres"]), NAMESPACE)
-    state = tmp_path_factory.mktemp("podman-state")
+    # Not under pytest's basetemp: other pytest sessions on the machine prune old basetemps,
+    # which would delete the database's volume under the running containers.
+    state = Path(tempfile.mkdtemp(prefix="airflow-knative-boot-", dir="/var/tmp"))
     booted = PodmanCluster(podman, state, helper_image=images["app"], namespace=NAMESPACE)
     try:
         booted.create()
@@ -159,6 +162,7 @@ def cluster(
             print(f"BOOT_TEST_KEEP: network {booted.network} and its containers are left running")
         else:
             booted.delete()
+            shutil.rmtree(state, ignore_errors=True)
 
 
 def admin_password(release: Release) -> str:
