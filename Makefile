@@ -39,5 +39,5 @@ test: lint typecheck pytest
 clean:
 	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache
 
-# Component makefiles: mk/chart.mk (generate, helm), mk/bench.mk (benchmarks).
+# Component makefiles: mk/chart.mk (generate, helm), mk/image.mk (image, podman), mk/bench.mk (benchmarks).
 -include mk/*.mk

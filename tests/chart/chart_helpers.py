@@ -27,6 +27,10 @@ KNATIVE_API = ("serving.knative.dev/v1", "serving.knative.dev/v1/Service")
 NAMESPACE = "airflow"
 RELEASE = "airflow"
 
+#: Renders here cannot see a cluster, so the chart refuses to generate secrets unless told
+#: that the render is a throwaway one (see docs/chart.md, "Secrets").
+OFFLINE_SECRETS = ("--set", "secrets.generateWithoutCluster=true")
+
 #: None is the chart's own values.yaml; the others are the files in values/.
 VALUES_FILES: list[str | None] = [None, *sorted(p.name for p in VALUES_DIR.glob("*.yaml"))]
 MODES = ("knative", "deployment")
@@ -75,7 +79,7 @@ def run_helm(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
 def template_args(
     values_file: str | None, mode: str | None, knative_api: bool, sets: Sequence[str]
 ) -> list[str]:
-    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, *OFFLINE_SECRETS]
     if values_file:
         args += ["-f", str(VALUES_DIR / values_file)]
     if mode:

@@ -25,7 +25,11 @@ MAX_REVISION_TIMEOUT = 600
 MAX_CONTAINER_CONCURRENCY = 1000
 #: Features the chart's docs ask to enable in config-features for the shared log volume.
 DOCUMENTED_FEATURES = frozenset(
-    {"kubernetes.podspec-persistent-volume-claim", "kubernetes.podspec-persistent-volume-write"}
+    {
+        "kubernetes.podspec-persistent-volume-claim",
+        "kubernetes.podspec-persistent-volume-write",
+        "kubernetes.podspec-volumes-emptydir",
+    }
 )
 
 
@@ -112,6 +116,9 @@ def _check_container(container: dict[str, Any], problems: list[str]) -> None:
 
 def _check_volumes(spec: dict[str, Any], features: frozenset[str], problems: list[str]) -> None:
     claims = {v["name"] for v in spec.get("volumes", []) if "persistentVolumeClaim" in v}
+    empty_dirs = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+    if empty_dirs and "kubernetes.podspec-volumes-emptydir" not in features:
+        problems.append(f"volumes {sorted(empty_dirs)} are emptyDirs, which need a feature flag")
     if claims and "kubernetes.podspec-persistent-volume-claim" not in features:
         problems.append(f"volumes {sorted(claims)} use persistentVolumeClaim, which needs a feature flag")
     for container in spec["containers"]:

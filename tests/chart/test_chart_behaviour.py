@@ -18,6 +18,7 @@ from chart_helpers import (
     CONTAINER_LISTEN_ADDRESS,
     MODES,
     NAMESPACE,
+    OFFLINE_SECRETS,
     ROOT,
     VALUES_FILES,
     HelmError,
@@ -358,7 +359,7 @@ def test_kind_values_keep_failing_pods_visible() -> None:
 
 def test_long_release_names_still_fit() -> None:
     release = "a-very-long-release-name-for-testing-limits-0123456789"[:53]
-    result = run_helm(["template", release, str(CHART), "--namespace", NAMESPACE])
+    result = run_helm(["template", release, str(CHART), "--namespace", NAMESPACE, *OFFLINE_SECRETS])
     assert result.returncode == 0, result.stderr
     for doc in yaml.safe_load_all(result.stdout):
         if doc:
@@ -380,7 +381,7 @@ def _write_services(chart: Path, services: dict[str, Any]) -> None:
 
 
 def _template(chart: Path, *sets: str) -> subprocess.CompletedProcess[str]:
-    args = ["template", "airflow", str(chart), "--namespace", NAMESPACE]
+    args = ["template", "airflow", str(chart), "--namespace", NAMESPACE, *OFFLINE_SECRETS]
     for item in sets:
         args += ["--set", item]
     return run_helm(args)
@@ -431,6 +432,7 @@ def test_notes_tell_how_to_reach_the_gateway_and_read_the_password(mode: str, tm
             f"workers.mode={mode}",
             "--kubeconfig",
             str(tmp_path / "none"),
+            *OFFLINE_SECRETS,
         ]
     )
     assert result.returncode == 0, result.stderr

@@ -6,7 +6,16 @@ import itertools
 import re
 
 import pytest
-from chart_helpers import CHART, MODES, SHARED_SCHEMAS, VALUES_DIR, VALUES_FILES, render, run_helm
+from chart_helpers import (
+    CHART,
+    MODES,
+    OFFLINE_SECRETS,
+    SHARED_SCHEMAS,
+    VALUES_DIR,
+    VALUES_FILES,
+    render,
+    run_helm,
+)
 from knative_checks import knative_schema_errors, knative_webhook_problems, validate_core
 
 COMBINATIONS = list(itertools.product(VALUES_FILES, MODES, (True, False)))
@@ -29,7 +38,7 @@ def _id(combo: tuple[str | None, str, bool]) -> str:
 
 @pytest.mark.parametrize(("values_file", "mode"), list(itertools.product(VALUES_FILES, MODES)))
 def test_helm_lint_strict(values_file: str | None, mode: str) -> None:
-    args = ["lint", "--strict", str(CHART), "--set", f"workers.mode={mode}"]
+    args = ["lint", "--strict", str(CHART), "--set", f"workers.mode={mode}", *OFFLINE_SECRETS]
     if values_file:
         args += ["-f", str(VALUES_DIR / values_file)]
     result = run_helm(args)
