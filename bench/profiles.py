@@ -42,7 +42,9 @@ class Profile:
 
 
 PROFILES = {
-    "quick": Profile("quick", headline_runs=5, family_runs=2, warmup_runs=1, warm_up_all=False),
+    "quick": Profile(
+        "quick", headline_runs=10, family_runs=2, warmup_runs=1, warm_up_all=False, gateway_calls=20
+    ),
     "full": Profile("full", headline_runs=15, family_runs=10, warmup_runs=2, overhead_runs=20),
     # The smoke test: one tiny DAG, one run per system, tiny side benchmarks.
     "smoke": Profile(

@@ -21,7 +21,7 @@ import psutil
 from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.stack import LocalStack
 from bench import dispatch, gateway_load, per_task, plots, report, worker_overhead
-from bench.common import summary
+from bench.common import bootstrap_ratio, summary
 from bench.e2e import E2ERunner, RunRecord
 from bench.postgres import PostgresUnavailableError, TempPostgres, ensure_installed
 from bench.profiles import PROFILES, Profile
@@ -88,8 +88,17 @@ def _e2e_aggregate(records: list[RunRecord], plan: list[tuple[str, int]]) -> dic
                 "airflow_s": summary(r.airflow_s for r in good if r.airflow_s),
                 "throughput": summary((width + 2) / r.client_s for r in good if width and r.client_s),
             }
-        k, loc = stats["knative"]["client_s"]["median"], stats["local"]["client_s"]["median"]
-        stats["ratio_median_client"] = k / loc if k and loc else None
+        clients = {
+            system: [
+                r.client_s
+                for r in records
+                if r.dag_id == dag_id and r.system == system and r.phase == "measure" and r.correct
+            ]
+            for system in SYSTEMS
+        }
+        ci = bootstrap_ratio(clients["knative"], clients["local"])
+        stats["ratio_median_client"] = ci["ratio"]
+        stats["ratio_ci"] = ci
         by_dag[dag_id] = stats
     return {
         "dags": [d for d, _ in plan],
