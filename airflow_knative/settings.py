@@ -46,10 +46,34 @@ class ExecutorSettings:
         64 * 1024 * 1024, "Memory the executor may keep for return values it may send downstream."
     )
 
+    prewarm: bool = _option(
+        True,
+        "Wake the services of a task's downstream tasks when it is dispatched (a GET of the readiness "
+        "path, which on Knative scales a service from zero), so their start overlaps its run. Never "
+        "runs a task.",
+    )
+    prewarm_max_services: int = _option(
+        8,
+        "Most services woken per dispatched task (nearest downstream first); each may start one pod "
+        "that stays until Knative scales it back to zero.",
+    )
+
     @property
     def routing_path(self) -> Path:
         """The routing file as a path."""
         return Path(self.routing_file)
+
+
+_BOOLEANS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
 
 
 class SettingsError(ValueError):
@@ -57,8 +81,13 @@ class SettingsError(ValueError):
 
 
 def _convert(spec: dataclasses.Field[Any], raw: str) -> Any:
-    """Turn an option's text into the type of its default (int, float or str)."""
-    kind = type(spec.default)
+    """Turn an option's text into the type of its default (bool, int, float or str)."""
+    kind: Any = type(spec.default)
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered not in _BOOLEANS:
+            raise ValueError(f"expected one of {sorted(_BOOLEANS)}")
+        return _BOOLEANS[lowered]
     return kind(raw) if kind in (int, float) else raw
 
 

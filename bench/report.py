@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.common import fmt
+from bench.common import fmt, summary
 
 #: What each per-task phase is made of, and what would shorten it (quoted in the closing note).
 PHASE_NOTES = {
@@ -192,7 +192,72 @@ def _targets(results: dict[str, Any]) -> list[str]:
             f"{dispatch['rss_peak_mib']:.0f} MiB (+{dispatch['rss_growth_mib']:.0f} MiB) "
             f"(target >= 1,000 tasks/s: {'met' if rate >= 1000 else 'missed'})"
         )
+    cold = results.get("coldstart")
+    if cold and "benchmark_w1_d8" in cold["by_dag"]:
+        ratio = cold["by_dag"]["benchmark_w1_d8"]["prewarmed_over_warm"]
+        met = ratio.get("high") is not None and ratio["high"] <= 1.3
+        lines.append(
+            f"- `benchmark_w1_d8` pre-warmed cold / warm (scale to zero) = {_ci(ratio)} "
+            f"(target <= 1.3: {'met' if met else 'missed'})"
+        )
     lines.append(f"- failed or wrong runs: {results.get('failed_runs_total', 0)} (target 0)")
+    return lines
+
+
+def _ci(ratio: dict[str, Any]) -> str:
+    if ratio.get("ratio") is None:
+        return "n/a"
+    return f"{ratio['ratio']:.2f} [{ratio['low']:.2f}, {ratio['high']:.2f}]"
+
+
+def _coldstart_section(cold: dict[str, Any] | None) -> list[str]:
+    """Cold vs warm vs pre-warmed on the depth family (scale-to-zero stacks)."""
+    if not cold:
+        return []
+    lines = [
+        "## Cold starts: cold vs warm vs pre-warmed (services scale to zero, depth family)",
+        "",
+        _row(
+            [
+                "DAG",
+                "warm median",
+                "cold, pre-warm off",
+                "cold, pre-warmed",
+                "cold / warm [95 % CI]",
+                "pre-warmed / warm [95 % CI]",
+                "failed",
+            ]
+        ),
+        _row(["---"] * 7),
+    ]
+    for dag_id in cold["dags"]:
+        stats = cold["by_dag"][dag_id]
+        lines.append(
+            _row(
+                [
+                    f"`{dag_id}`",
+                    fmt(stats["warm"]["median"]),
+                    fmt(stats["cold"]["median"]),
+                    fmt(stats["prewarmed"]["median"]),
+                    _ci(stats["cold_over_warm"]),
+                    _ci(stats["prewarmed_over_warm"]),
+                    str(stats["failed"]),
+                ]
+            )
+        )
+    starts = [c["start_s"] for runs in cold["cold_starts"].values() for c in runs]
+    woken = sum(1 for runs in cold["cold_starts"].values() for c in runs if "readyz" in c["woken_by"])
+    start_stats = summary(starts)
+    lines += [
+        "",
+        f"{cold['rounds']} round(s) per DAG; each round scales every worker to zero, then runs cold on both "
+        "stacks, then warm on both. Warm = both stacks' warm runs. Worker cold start (activator: process "
+        f"start -> readiness 200): median {fmt(start_stats['median'])}, max {fmt(start_stats['max'])} over "
+        f"{start_stats['n']} starts, {woken} of them by a pre-warm request. Pre-warm requests sent: "
+        + ", ".join(f"{name} {count}" for name, count in cold["prewarm_requests"].items())
+        + ". How pre-warm behaves on a cluster: [docs/prewarm.md](prewarm.md).",
+        "",
+    ]
     return lines
 
 
@@ -264,6 +329,7 @@ def _sections(results: dict[str, Any]) -> list[str]:
             f"{fmt(overhead['import_only']['seconds']['median'])}.",
             "",
         ]
+    lines += _coldstart_section(results.get("coldstart"))
     dispatch = results.get("dispatch")
     if dispatch:
         submit = dispatch["submit_call_s"]
@@ -309,6 +375,12 @@ METHOD = """## Method
   real workload with `python -m airflow.sdk.execution_time.execute_workload` (pod start not included).
 - **Dispatch**: the real `Dispatcher` in this process, a scheduler-like loop keeping `parallelism` tasks in
   flight, a stub worker process answering `accepted` + `finished` at once.
+- **Ratios**: median KnativeExecutor client time / median LocalExecutor client time; the interval is a
+  95 % percentile bootstrap (10,000 resamples, each system's runs resampled on their own).
+- **Cold starts**: two more KnativeExecutor stacks, started after the two above stopped, with
+  `--scale-to-zero` (a worker per service, started by the local activator on its first request, as
+  Knative's activator does) and `[knative_executor] prewarm` on and off. Each round scales every worker
+  to zero, runs each DAG cold on both, then warm on both.
 - **Gateway**: concurrent `POST /runWorkflow/compute_avg_distributed` on the KnativeExecutor stack, each with
   its own input, each answer checked.
 - The machine is shared: other processes may have been running; see the load average in Setup.

@@ -20,7 +20,8 @@ import psutil
 
 from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.stack import LocalStack
-from bench import dispatch, gateway_load, per_task, plots, report, worker_overhead
+from bench import coldstart, dispatch, gateway_load, per_task, plots, report, worker_overhead
+from bench.coldstart import COLD_SYSTEMS
 from bench.common import bootstrap_ratio, summary
 from bench.e2e import E2ERunner, RunRecord
 from bench.postgres import PostgresUnavailableError, TempPostgres, ensure_installed
@@ -32,11 +33,14 @@ from bench.stacks import (
     USER,
     StackSettings,
     StackThreads,
+    open_api,
     prepare_dags,
     stack_config,
 )
 
-SECTIONS = ("e2e", "overhead", "gateway", "dispatch")
+SECTIONS = ("e2e", "overhead", "gateway", "coldstart", "dispatch")
+#: Every database the benchmark may need: the two systems, then the two scale-to-zero stacks.
+DATABASES = (*SYSTEMS, *COLD_SYSTEMS)
 
 
 def say(message: str) -> None:
@@ -141,7 +145,7 @@ def _setup_database(kind: str, out: Path) -> tuple[TempPostgres | None, dict[str
         try:
             pg = TempPostgres(ensure_installed())
             pg.start()
-            urls = {system: pg.create_database(f"af_{system}") for system in SYSTEMS}
+            urls = {system: pg.create_database(f"af_{system}") for system in DATABASES}
             return (
                 pg,
                 urls,
@@ -157,7 +161,7 @@ def _setup_database(kind: str, out: Path) -> tuple[TempPostgres | None, dict[str
             if kind == "postgres":
                 raise
             say(f"PostgreSQL unavailable ({exc}); falling back to SQLite")
-    urls = {s: f"sqlite:///{out / 'stacks' / s / 'airflow' / 'airflow.db'}" for s in SYSTEMS}
+    urls = {s: f"sqlite:///{out / 'stacks' / s / 'airflow' / 'airflow.db'}" for s in DATABASES}
     return (
         None,
         urls,
@@ -180,6 +184,48 @@ def _run_e2e(profile: Profile, apis: dict[str, AirflowApi]) -> E2ERunner:
     for dag_id, runs in plan:
         runner.run_dag(dag_id, runs)
     return runner
+
+
+def _stop_database(pg: TempPostgres | None) -> None:
+    if pg is not None:
+        pg.stop()
+
+
+def _run_coldstart(
+    profile: Profile, out: Path, urls: dict[str, str], settings: StackSettings
+) -> dict[str, Any]:
+    """Two scale-to-zero stacks (pre-warm on / off), after the main stacks stopped."""
+    dags_folder = prepare_dags(out / "dags")
+    stacks = {
+        name: LocalStack(
+            stack_config(
+                "knative",
+                out / "stacks" / name,
+                dags_folder,
+                urls[name],
+                settings,
+                scale_to_zero=True,
+                prewarm=prewarm,
+            )
+        )
+        for name, prewarm in COLD_SYSTEMS.items()
+    }
+    threads = StackThreads(stacks)
+    say("cold starts: starting two scale-to-zero stacks (pre-warm on / off) ...")
+    try:
+        threads.start_all()
+        apis = {name: open_api(stack) for name, stack in stacks.items()}
+        dags = [f"benchmark_w1_d{d}" for d in profile.cold_depths]
+        for api in apis.values():
+            for dag_id in dags:
+                api.unpause(dag_id)
+        result = coldstart.measure(stacks, apis, dags, profile.cold_rounds, say)
+        for api in apis.values():
+            api.close()
+        return result
+    finally:
+        say("stopping the scale-to-zero stacks ...")
+        threads.stop_all()
 
 
 def run(profile: Profile, out: Path, database: str, sections: set[str], command: str) -> dict[str, Any]:
@@ -206,7 +252,7 @@ def run(profile: Profile, out: Path, database: str, sections: set[str], command:
             threads = StackThreads(stacks)
             say(f"starting both stacks ({db_info['kind']}) ...")
             threads.start_all()
-            apis = {s: AirflowApi(stacks[s].config.api_url, USER, PASSWORD) for s in SYSTEMS}
+            apis = {s: open_api(stacks[s]) for s in SYSTEMS}
             for api in apis.values():
                 for dag_id in stacks["knative"].dag_ids:
                     api.unpause(dag_id)
@@ -233,8 +279,11 @@ def run(profile: Profile, out: Path, database: str, sections: set[str], command:
         if threads is not None:
             say("stopping both stacks ...")
             threads.stop_all()
-        if pg is not None:
-            pg.stop()
+        try:
+            if "coldstart" in sections:
+                results["coldstart"] = _run_coldstart(profile, out, urls, settings)
+        finally:
+            _stop_database(pg)
     if "dispatch" in sections:
         say(f"executor dispatch: {profile.dispatch_workloads} workloads to a stub worker ...")
         results["dispatch"] = dispatch.measure(
@@ -245,6 +294,7 @@ def run(profile: Profile, out: Path, database: str, sections: set[str], command:
         + sum(results.get("worker_overhead", {}).get(k, {}).get("failed", 0) for k in ("warm", "fresh"))
         + results.get("gateway", {}).get("failed", 0)
         + (results.get("dispatch", {}).get("failed", 0))
+        + results.get("coldstart", {}).get("failed_runs", 0)
     )
     results["wall_s"] = time.time() - started
     return results

@@ -17,6 +17,7 @@ from airflow.executors.workloads import ExecuteTask
 
 from airflow_knative.events import log_event
 from airflow_knative.executor.dispatcher import Dispatcher, DispatchOutcome
+from airflow_knative.executor.prewarm import Prewarmer
 from airflow_knative.routing import Router
 from airflow_knative.settings import load_settings, read_secret
 
@@ -35,6 +36,7 @@ class KnativeExecutor(BaseExecutor):
         super().__init__(*args, **kwargs)
         self._outcomes: queue.SimpleQueue[DispatchOutcome] = queue.SimpleQueue()
         self._dispatcher: Dispatcher | None = None
+        self._prewarmer: Prewarmer | None = None
 
     def start(self) -> None:
         """Read ``[knative_executor]``, check the routing table and secret, start the dispatcher."""
@@ -50,10 +52,17 @@ class KnativeExecutor(BaseExecutor):
             on_outcome=self._outcomes.put,
         )
         self._dispatcher.start()
+        if settings.prewarm and settings.prewarm_max_services > 0:
+            # Its own Router: the pre-warm thread never shares state with the dispatcher's.
+            self._prewarmer = Prewarmer(
+                Router(settings.routing_path), settings.prewarm_max_services, settings.accept_timeout
+            )
+            self._prewarmer.start()
         self.log.info(
-            "KnativeExecutor started: routing file %s, parallelism %s",
+            "KnativeExecutor started: routing file %s, parallelism %s, pre-warm %s",
             settings.routing_file,
             self.parallelism,
+            f"up to {settings.prewarm_max_services} services ahead" if self._prewarmer else "off",
         )
 
     def queue_workload(self, workload: Any, session: Session) -> None:
@@ -74,6 +83,8 @@ class KnativeExecutor(BaseExecutor):
             self.queued_tasks.pop(key, None)
             self.running.add(key)
             self._dispatcher.submit(workload)
+            if self._prewarmer is not None:
+                self._prewarmer.task_dispatched(workload)
 
     def sync(self) -> None:
         """Report the outcomes the dispatcher collected since the last heartbeat."""
@@ -107,6 +118,9 @@ class KnativeExecutor(BaseExecutor):
 
     def end(self) -> None:
         """Stop dispatching; report what is still known, leave running tasks to their workers."""
+        if self._prewarmer is not None:
+            self._prewarmer.stop()
+            self._prewarmer = None
         if self._dispatcher is not None:
             streaming = self._dispatcher.stop()
             if streaming:
