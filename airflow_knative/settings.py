@@ -29,10 +29,18 @@ class ExecutorSettings:
     accept_timeout: float = _option(
         300.0,
         "Seconds to wait for `accepted` once a request is sent; covers a Knative cold start, "
-        "during which the activator holds the request. Not retried: the worker may hold the task.",
+        "during which the activator holds the request. Not retried: the worker may hold the task. "
+        "Never waits past the workload token's expiry minus `token_margin`.",
     )
     dispatch_deadline: float = _option(
-        300.0, "Seconds to keep retrying a task that no worker has accepted (cold starts, 429/5xx)."
+        300.0,
+        "Seconds to keep retrying a task that no worker has accepted (cold starts, 429/5xx). "
+        "Never retries past the workload token's expiry minus `token_margin`.",
+    )
+    token_margin: float = _option(
+        30.0,
+        "Seconds before the workload's token expires (Airflow issues it for [scheduler] "
+        "task_queued_timeout) after which no worker is asked to start the task any more.",
     )
     retry_initial_backoff: float = _option(0.05, "First retry wait in seconds; doubles, with jitter.")
     retry_max_backoff: float = _option(5.0, "Longest single retry wait in seconds.")
@@ -45,6 +53,17 @@ class ExecutorSettings:
     inline_cache_max_bytes: int = _option(
         64 * 1024 * 1024, "Memory the executor may keep for return values it may send downstream."
     )
+    inline_wait_timeout: float = _option(
+        5.0,
+        "Seconds a task waits for an upstream's `finished` event when Airflow already recorded "
+        "that upstream's end, so its value travels inline instead of via the API.",
+    )
+    watch_interval: float = _option(
+        5.0,
+        "Seconds between database checks of tasks the executor no longer streams (adopted from "
+        "another scheduler, or whose stream broke) until Airflow records their end.",
+    )
+    watch_batch_size: int = _option(500, "Most watched tasks read from the database in one check.")
 
     prewarm: bool = _option(
         True,

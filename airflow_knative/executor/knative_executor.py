@@ -3,6 +3,11 @@
 The scheduler calls this class from its own loop; every method here returns
 without network I/O. Work goes to the dispatcher's thread, outcomes come back
 through a queue that :meth:`KnativeExecutor.sync` drains on each heartbeat.
+
+Tasks this executor no longer streams - adopted from a scheduler that stopped,
+or whose stream broke after the worker accepted them - keep their slot in
+``running`` and are watched in the database (:class:`TaskWatch`) until Airflow
+records their end; see docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -10,18 +15,22 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.executors.base_executor import BaseExecutor
 from airflow.executors.workloads import ExecuteTask
+from airflow.utils.state import TaskInstanceState
 
 from airflow_knative.events import log_event
 from airflow_knative.executor.dispatcher import Dispatcher, DispatchOutcome
 from airflow_knative.executor.prewarm import Prewarmer
+from airflow_knative.executor.task_watch import TaskWatch, WatchedEnd
 from airflow_knative.routing import Router
-from airflow_knative.settings import load_settings, read_secret
+from airflow_knative.settings import ExecutorSettings, load_settings, read_secret
 
 if TYPE_CHECKING:
+    from airflow.models.taskinstance import TaskInstance
     from sqlalchemy.orm import Session
 
 
@@ -37,6 +46,7 @@ class KnativeExecutor(BaseExecutor):
         self._outcomes: queue.SimpleQueue[DispatchOutcome] = queue.SimpleQueue()
         self._dispatcher: Dispatcher | None = None
         self._prewarmer: Prewarmer | None = None
+        self._watch = TaskWatch()
 
     def start(self) -> None:
         """Read ``[knative_executor]``, check the routing table and secret, start the dispatcher."""
@@ -44,12 +54,15 @@ class KnativeExecutor(BaseExecutor):
         router = Router(settings.routing_path)
         router.table()  # a missing or malformed routing file stops the scheduler at start-up
         secret = read_secret(settings.secret_file, what="[knative_executor] secret_file")
+        self._warn_about_time_limits(settings)
+        self._watch = TaskWatch(settings.watch_interval, settings.watch_batch_size)
         self._dispatcher = Dispatcher(
             settings,
             secret,
             router,
             max_connections=self.parallelism or None,
             on_outcome=self._outcomes.put,
+            task_log_folder=_task_log_folder(),
         )
         self._dispatcher.start()
         if settings.prewarm and settings.prewarm_max_services > 0:
@@ -87,19 +100,90 @@ class KnativeExecutor(BaseExecutor):
                 self._prewarmer.task_dispatched(workload)
 
     def sync(self) -> None:
-        """Report the outcomes the dispatcher collected since the last heartbeat."""
+        """Report the outcomes the dispatcher collected, then check watched tasks in the database."""
         while True:
             try:
                 outcome = self._outcomes.get_nowait()
             except queue.Empty:
-                return
+                break
             self._log_reported(outcome)
+            if outcome.key not in self.running:
+                continue  # revoked meanwhile: Airflow has moved the task instance on
             if outcome.state == "success":
                 self.success(outcome.key, outcome.info)
             elif outcome.state == "failed":
                 self.fail(outcome.key, outcome.info)
-            else:  # lost: Airflow's heartbeat checks own the task's state from here
+            elif outcome.ti_id is not None:  # lost: the task may still run; keep its slot, watch it
+                self._watch.add(outcome.key, outcome.ti_id)
+            else:
                 self.running.discard(outcome.key)
+        for end in self._watch.check():
+            self._report_watched_end(end)
+
+    def _report_watched_end(self, end: WatchedEnd) -> None:
+        """A watched task's try ended in Airflow: free its slot and tell the scheduler, as for any task."""
+        if end.key not in self.running:
+            return
+        self.log.info("watched task %s ended in Airflow with state %s", end.key, end.state)
+        self._log_reported(DispatchOutcome(end.key, "success" if end.state == "success" else "failed"))
+        if end.state == "success":
+            self.success(end.key, None)
+        elif end.state is None:  # the try is gone (reset or cleared): nothing to report, just free the slot
+            self.running.discard(end.key)
+        else:
+            self.fail(end.key, f"task instance is {end.state} in Airflow")
+
+    def try_adopt_task_instances(self, tis: Sequence[TaskInstance]) -> Sequence[TaskInstance]:
+        """Adopt the running tasks of a scheduler that stopped; hand back the queued ones to be reset.
+
+        A running task instance keeps running on its worker (a Knative pod cannot
+        be addressed, so nothing is re-sent): this executor counts it in
+        ``running`` and watches its state until Airflow records its end, which the
+        task reports itself, or Airflow's task heartbeat timeout decides.
+
+        A queued task instance may never have reached a worker (the old
+        dispatcher may have been retrying it), so it is returned: the scheduler
+        resets it and schedules a new try. That cannot run the task twice: the
+        reset gives the task instance a new id, and the Execution API refuses to
+        start the old workload.
+        """
+        not_adopted: list[TaskInstance] = []
+        for ti in tis:
+            if ti.state == TaskInstanceState.RUNNING:
+                key = ti.key
+                self.running.add(key)
+                self._watch.add(key, str(ti.id))
+                self.log.info("adopted running task %s (external id %s)", key, ti.external_executor_id)
+            else:
+                not_adopted.append(ti)
+        return not_adopted
+
+    def revoke_task(self, *, ti: TaskInstance) -> None:
+        """Forget ``ti`` (stuck in queued): stop dispatching it and free its slot, without an event."""
+        key = ti.key
+        self.queued_tasks.pop(key, None)
+        self.running.discard(key)
+        self._watch.discard(key)
+        if self._dispatcher is not None:
+            self._dispatcher.revoke(key)
+        self.log.info("revoked %s: Airflow's stuck-in-queued handling moves it on", key)
+
+    def _warn_about_time_limits(self, settings: ExecutorSettings) -> None:
+        """Say when the dispatch limits outlast the workload token (they are capped at it per task)."""
+        from airflow.configuration import conf
+
+        token_life = conf.getfloat("scheduler", "task_queued_timeout", fallback=600.0)
+        longest = settings.dispatch_deadline + settings.accept_timeout
+        if longest > token_life - settings.token_margin:
+            self.log.warning(
+                "[knative_executor] dispatch_deadline (%ss) + accept_timeout (%ss) outlast the workload "
+                "token ([scheduler] task_queued_timeout = %ss, less token_margin %ss): each task's "
+                "dispatch stops at its token's expiry instead",
+                settings.dispatch_deadline,
+                settings.accept_timeout,
+                token_life,
+                settings.token_margin,
+            )
 
     def _log_reported(self, outcome: DispatchOutcome) -> None:
         """One structured line when the scheduler learns a task's outcome (read by the benchmarks)."""
@@ -135,3 +219,11 @@ class KnativeExecutor(BaseExecutor):
     def terminate(self) -> None:
         """Same as :meth:`end`: tasks run elsewhere and are not killed from here."""
         self.end()
+
+
+def _task_log_folder() -> Path | None:
+    """Airflow's ``[logging] base_log_folder``, where the executor writes why a task never ran."""
+    from airflow.configuration import conf
+
+    folder = conf.get("logging", "base_log_folder", fallback="")
+    return Path(folder) if folder else None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
+from airflow_knative.local.airflow_rest import AirflowApi
 from tests.e2e.conftest import RunningStack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -48,3 +50,28 @@ def test_task_without_route_fails_fast_naming_dag_task_and_file(
     log_line = next(line for line in lines if "no route for dag_id='e2e_unrouted'" in line)
     assert "task_id='lonely'" in log_line
     assert str(running_stack.config.routing_file) in log_line
+
+    # The UI shows the reason in the task's own log, not "Could not read served logs".
+    task_log = task_log_text(running_stack, "e2e_unrouted", accepted.json()["run_id"], "lonely")
+    assert "no route for dag_id='e2e_unrouted' task_id='lonely'" in task_log
+    assert "make generate" in task_log
+    assert "Could not read served logs" not in task_log
+
+
+def task_log_text(
+    running_stack: RunningStack, dag_id: str, run_id: str, task_id: str, try_number: int = 1
+) -> str:
+    """The task's log as Airflow's REST API serves it to the UI (every line's message, joined)."""
+    config = running_stack.config
+    with AirflowApi(config.api_url, config.admin_user, config.admin_password) as api:
+        run_path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
+        response = api.client.get(
+            f"{run_path}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": True},
+            headers={"Accept": "application/json"},
+        )
+    response.raise_for_status()
+    content = response.json()["content"]
+    return "\n".join(
+        str(line.get("event", line)) if isinstance(line, dict) else str(line) for line in content
+    )
