@@ -14,6 +14,9 @@ from typing import Any
 
 SECTION = "knative_executor"
 
+#: Options without a usable default: the executor does not start without them.
+REQUIRED_OPTIONS = ("routing_file", "secret_file")
+
 
 def _option(default: Any, doc: str) -> Any:
     return field(default=default, metadata={"doc": doc})
@@ -64,6 +67,11 @@ class ExecutorSettings:
         "another scheduler, or whose stream broke) until Airflow records their end.",
     )
     watch_batch_size: int = _option(500, "Most watched tasks read from the database in one check.")
+    callback_service: str = _option(
+        "",
+        "Service that runs executor callbacks (deadline alerts) and connection tests; empty: a service "
+        "of the callback's DAG, else the first service of the routing file.",
+    )
 
     prewarm: bool = _option(
         True,
@@ -124,7 +132,7 @@ def load_settings() -> ExecutorSettings:
         except ValueError as exc:
             raise SettingsError(f"[{SECTION}] {spec.name} = {raw!r}: {exc}") from exc
     settings = ExecutorSettings(**values)
-    for required in ("routing_file", "secret_file"):
+    for required in REQUIRED_OPTIONS:
         if not getattr(settings, required):
             raise SettingsError(
                 f"[{SECTION}] {required} is not set: set it in airflow.cfg or as "

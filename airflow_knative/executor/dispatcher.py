@@ -54,6 +54,7 @@ from airflow_knative.task_config import InvalidTaskConfigError
 
 if TYPE_CHECKING:
     from airflow.executors.workloads import ExecuteTask
+    from airflow.executors.workloads.types import WorkloadKey
     from airflow.models.taskinstancekey import TaskInstanceKey
 
 log = logging.getLogger("airflow_knative.executor")
@@ -72,7 +73,7 @@ class DispatchOutcome:
     itself, or Airflow's task heartbeat timeout).
     """
 
-    key: TaskInstanceKey
+    key: WorkloadKey  # a TaskInstanceKey; a CallbackKey or ConnectionTestKey for side workloads
     state: Literal["success", "failed", "lost"]
     info: str | None = None
     ti_id: str | None = None
@@ -228,7 +229,7 @@ class Dispatcher:
             finished = await self._send(url, body, key, workload.token)
         except StreamBrokenError as exc:
             log.warning(
-                "connection to %s broke after it accepted %s (%s); not resending: the executor keeps the "
+                "connection to %s broke after 'accepted' of %s (%s); not resending: the executor keeps the "
                 "slot and watches the task's state in the database, Airflow's task heartbeats decide it",
                 url,
                 key,
@@ -317,9 +318,9 @@ class Dispatcher:
         token_limit = None if token_left is None else loop.time() + token_left
 
         def before_sleep(state: object) -> None:
-            log.info(
-                "worker %s did not take %s yet (%s); retrying", url, key, getattr(state, "outcome", None)
-            )
+            outcome = getattr(state, "outcome", None)
+            error = outcome.exception() if outcome is not None else None
+            log.info("worker %s did not take %s (before 'accepted': %s); sending again", url, key, error)
 
         retrying = dispatch_retrying(
             deadline=settings.dispatch_deadline
@@ -382,7 +383,9 @@ class Dispatcher:
         except TimeoutError as exc:
             raise AcceptTimeoutError(f"no 'accepted' within {self.settings.accept_timeout}s") from exc
         except (httpx.TransportError, StopAsyncIteration) as exc:
-            raise StreamBrokenError(f"stream ended before 'accepted': {exc!r}") from exc
+            # Workers start a workload only after sending 'accepted', and Airflow's Execution
+            # API refuses to start one try twice: sending again cannot run the task twice.
+            raise NotAcceptedError(f"connection broke before 'accepted', nothing ran: {exc!r}") from exc
         try:
             event = STREAM_EVENT_ADAPTER.validate_json(first)
         except ValidationError as exc:
@@ -433,3 +436,32 @@ class Dispatcher:
             exit_code=finished.exit_code,
             worker_timings=finished.timings.model_dump(),
         )
+
+    # -- callbacks and connection tests (see executor/side_workloads.py) -------------------
+
+    def submit_side(self, key: WorkloadKey, payload: str, token: str, url_of: Callable[[], str]) -> None:
+        """Hand a callback or connection-test workload to the loop; ``url_of`` names its worker."""
+        self._loop.call_soon_threadsafe(self._spawn_side, key, payload, token, url_of)
+
+    def _spawn_side(self, key: WorkloadKey, payload: str, token: str, url_of: Callable[[], str]) -> None:
+        task = self._loop.create_task(self._dispatch_side(key, payload, token, url_of))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _dispatch_side(
+        self, key: WorkloadKey, payload: str, token: str, url_of: Callable[[], str]
+    ) -> None:
+        """Send without inline values; every error becomes a failed outcome (the scheduler must go on)."""
+        url = "(unrouted)"
+        try:
+            url = await asyncio.to_thread(url_of)
+            body = encode_dispatch_request(payload, [])
+            finished = await self._send(url, body, key, token)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = f"{key} did not run on {url}: {type(exc).__name__}: {exc}"
+            log.error(message)
+            self.on_outcome(DispatchOutcome(key, "failed", message))
+            return
+        self.on_outcome(DispatchOutcome(key, outcome_state(finished), finished.error))

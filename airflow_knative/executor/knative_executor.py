@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.executors.base_executor import BaseExecutor
 from airflow.executors.workloads import ExecuteTask
+from airflow.models.taskinstancekey import TaskInstanceKey
 from airflow.utils.state import TaskInstanceState
 
 from airflow_knative.events import log_event
 from airflow_knative.executor.dispatcher import Dispatcher, DispatchOutcome
+from airflow_knative.executor.side_workloads import side_workload_url
 from airflow_knative.executor.prewarm import Prewarmer
 from airflow_knative.executor.task_watch import TaskWatch, WatchedEnd
 from airflow_knative.routing import Router
@@ -31,13 +33,14 @@ from airflow_knative.settings import ExecutorSettings, load_settings, read_secre
 
 if TYPE_CHECKING:
     from airflow.models.taskinstance import TaskInstance
-    from sqlalchemy.orm import Session
 
 
 class KnativeExecutor(BaseExecutor):
     """Runs each task on the Knative service that serves it, over HTTP."""
 
     supports_ad_hoc_ti_run = True
+    supports_callbacks = True  # ExecuteCallback (deadline alerts) runs on a worker
+    supports_connection_test = True  # so does the UI's "Test connection"
     is_local = False
     serve_logs = False
 
@@ -47,10 +50,11 @@ class KnativeExecutor(BaseExecutor):
         self._dispatcher: Dispatcher | None = None
         self._prewarmer: Prewarmer | None = None
         self._watch = TaskWatch()
+        self._settings: ExecutorSettings | None = None
 
     def start(self) -> None:
         """Read ``[knative_executor]``, check the routing table and secret, start the dispatcher."""
-        settings = load_settings()
+        settings = self._settings = load_settings()
         router = Router(settings.routing_path)
         router.table()  # a missing or malformed routing file stops the scheduler at start-up
         secret = read_secret(settings.secret_file, what="[knative_executor] secret_file")
@@ -78,26 +82,35 @@ class KnativeExecutor(BaseExecutor):
             f"up to {settings.prewarm_max_services} services ahead" if self._prewarmer else "off",
         )
 
-    def queue_workload(self, workload: Any, session: Session) -> None:
-        """Accept task workloads; refuse callbacks with a message that says what to do instead."""
-        if not isinstance(workload, ExecuteTask):
-            raise NotImplementedError(
-                f"KnativeExecutor runs task workloads only, not {type(workload).__name__}: run "
-                "callbacks on a second executor, e.g. "
-                "[core] executor = airflow_knative.executor.KnativeExecutor,LocalExecutor"
-            )
-        super().queue_workload(workload, session)
-
     def _process_workloads(self, workload_items: Sequence[Any]) -> None:
         """Move workloads from queued to running and hand them to the dispatcher (no I/O here)."""
         assert self._dispatcher is not None, "KnativeExecutor.start() was not called"
         for workload in workload_items:
+            if not isinstance(workload, ExecuteTask):
+                self._process_side_workload(workload)
+                continue
             key = workload.ti.key
             self.queued_tasks.pop(key, None)
             self.running.add(key)
             self._dispatcher.submit(workload)
             if self._prewarmer is not None:
                 self._prewarmer.task_dispatched(workload)
+
+    def _process_side_workload(self, workload: Any) -> None:
+        """Send a callback or connection test to its service (executor/side_workloads.py)."""
+        assert self._dispatcher is not None and self._settings is not None
+        key = workload.key
+        self.queued_callbacks.pop(key, None)
+        self.queued_connection_tests.pop(key, None)
+        self.running.add(key)
+        if workload.running_state is not None:
+            self.change_state(key, workload.running_state, remove_running=False)
+        router, configured = self._dispatcher.router, self._settings.callback_service
+
+        def url_of() -> str:
+            return side_workload_url(router.table(), workload, configured, str(router.path))
+
+        self._dispatcher.submit_side(key, workload.model_dump_json(), workload.token, url_of)
 
     def sync(self) -> None:
         """Report the outcomes the dispatcher collected, then check watched tasks in the database."""
@@ -113,6 +126,8 @@ class KnativeExecutor(BaseExecutor):
                 self.success(outcome.key, outcome.info)
             elif outcome.state == "failed":
                 self.fail(outcome.key, outcome.info)
+            elif not isinstance(outcome.key, TaskInstanceKey):  # a lost callback or connection test
+                self.fail(outcome.key, outcome.info)  # nothing else would ever end it
             elif outcome.ti_id is not None:  # lost: the task may still run; keep its slot, watch it
                 self._watch.add(outcome.key, outcome.ti_id)
             else:
@@ -188,6 +203,15 @@ class KnativeExecutor(BaseExecutor):
     def _log_reported(self, outcome: DispatchOutcome) -> None:
         """One structured line when the scheduler learns a task's outcome (read by the benchmarks)."""
         key = outcome.key
+        if not isinstance(key, TaskInstanceKey):
+            log_event(
+                self.log,
+                "knative_side_workload_reported",
+                key=repr(key),
+                state=outcome.state,
+                info=outcome.info,
+            )
+            return
         log_event(
             self.log,
             "knative_task_reported",

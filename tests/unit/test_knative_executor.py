@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from airflow.executors.workloads import BundleInfo, ExecuteCallback
+from airflow.executors.workloads import TestConnection as ConnectionTestWorkload
 from airflow.executors.workloads.callback import CallbackDTO, CallbackFetchMethod
-from airflow.utils.state import TaskInstanceState
+from airflow.utils.state import CallbackState, TaskInstanceState
 
 from airflow_knative.executor import KnativeExecutor
 from airflow_knative.executor.dispatcher import DispatchOutcome
@@ -80,23 +81,26 @@ def make_callback() -> ExecuteCallback:
     )
 
 
+def make_connection_test() -> ConnectionTestWorkload:
+    return ConnectionTestWorkload(
+        token="token", connection_test_id=uuid.uuid4(), connection_id="my_postgres", timeout=30
+    )
+
+
 # -- queue_workload --------------------------------------------------------------------------
 
 
-def test_callbacks_are_refused_with_what_to_do_instead(executor: KnativeExecutor) -> None:
-    with pytest.raises(NotImplementedError) as caught:
-        executor.queue_workload(make_callback(), session=None)  # type: ignore[arg-type]
+def test_callbacks_and_connection_tests_are_queued_not_refused(executor: KnativeExecutor) -> None:
+    """Airflow 3.3's scheduler does not catch errors from queue_workload: refusing would stop it."""
+    callback = make_callback()
+    test = make_connection_test()
 
-    message = str(caught.value)
-    assert "KnativeExecutor" in message
-    assert "ExecuteCallback" in message
-    assert "KnativeExecutor,LocalExecutor" in message  # the configuration that fixes it
-    assert not executor.queued_tasks
+    executor.queue_workload(callback, session=None)  # type: ignore[arg-type]
+    executor.queue_workload(test, session=None)  # type: ignore[arg-type]
 
-
-def test_any_other_workload_is_refused(executor: KnativeExecutor) -> None:
-    with pytest.raises(NotImplementedError, match="KnativeExecutor runs task workloads only"):
-        executor.queue_workload(object(), session=None)  # type: ignore[arg-type]
+    assert KnativeExecutor.supports_callbacks and KnativeExecutor.supports_connection_test
+    assert executor.queued_callbacks == {callback.key: callback}
+    assert executor.queued_connection_tests == {test.key: test}
 
 
 def test_task_workloads_are_queued(executor: KnativeExecutor, make_workload: WorkloadFactory) -> None:
@@ -360,6 +364,75 @@ def test_a_task_runs_through_start_heartbeat_and_sync(
         assert not executor.running
         assert stub.posts == 1
         assert stub.received[0].headers["x-airflow-knative-secret"] == SECRET
+    finally:
+        executor.end()
+        stub.stop()
+
+
+def run_until_reported(executor: KnativeExecutor, key: Any) -> Any:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        executor.heartbeat()
+        event = executor.event_buffer.get(key)
+        if event is not None and event[0] != "running":  # RUNNING is sent when it is dispatched
+            return event
+        time.sleep(0.02)
+    return executor.event_buffer.get(key)
+
+
+def test_a_callback_runs_on_a_service_of_its_dag_and_is_reported(
+    executor: KnativeExecutor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stub = StubWorker(run(finished("success"))).start()
+    try:
+        configure(monkeypatch, tmp_path, url=stub.url)
+        executor.start()
+        callback = make_callback()
+        callback.callback.data["dag_id"] = DAG_ID
+        executor.queue_workload(callback, session=None)  # type: ignore[arg-type]
+
+        state = run_until_reported(executor, callback.key)
+
+        assert state == (CallbackState.SUCCESS, None)
+        assert not executor.running
+        assert stub.received[0].body["workload"]["type"] == "ExecuteCallback"
+        assert stub.received[0].body["inline_xcoms"] == []
+    finally:
+        executor.end()
+        stub.stop()
+
+
+def test_a_callback_that_cannot_be_routed_fails_without_stopping_the_executor(
+    executor: KnativeExecutor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    configure(monkeypatch, tmp_path)
+    monkeypatch.setenv(env_name("callback_service"), "no-such-service")
+    executor.start()
+    callback = make_callback()
+    executor.queue_workload(callback, session=None)  # type: ignore[arg-type]
+
+    state, info = run_until_reported(executor, callback.key)
+
+    assert state == CallbackState.FAILED
+    assert "no-such-service" in info and "callback_service" in info
+    assert not executor.running
+
+
+def test_a_connection_test_runs_on_the_configured_service(
+    executor: KnativeExecutor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stub = StubWorker(run(finished("success"))).start()
+    try:
+        configure(monkeypatch, tmp_path, url=stub.url)
+        monkeypatch.setenv(env_name("callback_service"), "svc")
+        executor.start()
+        test = make_connection_test()
+        executor.queue_workload(test, session=None)  # type: ignore[arg-type]
+
+        state = run_until_reported(executor, test.key)
+
+        assert state is not None and state[0] == "success"
+        assert stub.received[0].body["workload"]["connection_id"] == "my_postgres"
     finally:
         executor.end()
         stub.stop()
