@@ -86,6 +86,19 @@ class RoutingTable(BaseModel):
             return service_name(dag_id, task_id)
         return None
 
+    def tasks_of(self, dag_id: str) -> dict[str, str]:
+        """``task_id -> service`` of every task of ``dag_id`` this table routes."""
+        found = {task_id: service_name(dag_id, task_id) for task_id in self.dags.get(dag_id, ())}
+        found.update(self.tasks.get(dag_id, {}))
+        return found
+
+    def known_services(self) -> list[str]:
+        """Every service this table names or derives (listed, or serving a listed task), sorted."""
+        known = set(self.services)
+        for dag_id in set(self.dags) | set(self.tasks):
+            known.update(self.tasks_of(dag_id).values())
+        return sorted(known)
+
     def url_of(self, service: str) -> str | None:
         """Where ``service`` listens: its own entry, else the template."""
         entry = self.services.get(service)

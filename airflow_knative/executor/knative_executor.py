@@ -25,8 +25,8 @@ from airflow.utils.state import TaskInstanceState
 
 from airflow_knative.events import log_event
 from airflow_knative.executor.dispatcher import Dispatcher, DispatchOutcome
-from airflow_knative.executor.side_workloads import side_workload_url
 from airflow_knative.executor.prewarm import Prewarmer
+from airflow_knative.executor.side_workloads import side_workload_url
 from airflow_knative.executor.task_watch import TaskWatch, WatchedEnd
 from airflow_knative.routing import Router
 from airflow_knative.settings import ExecutorSettings, load_settings, read_secret

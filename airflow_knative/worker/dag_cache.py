@@ -89,7 +89,7 @@ def install() -> None:
     dagbag_module.BundleDagBag = CachedBundleDagBag  # type: ignore[misc]
 
 
-def preload(bundle_name: str, bundle_version: str | None, dag_rel_path: str) -> None:
+def preload(bundle_name: str, bundle_version: str | None, dag_rel_path: str | os.PathLike[str]) -> None:
     """Parse the task's DAG file in this (pool) process with the task runner's arguments."""
     try:
         from airflow.dag_processing.bundles.manager import DagBundlesManager
