@@ -8,7 +8,6 @@ response stream all live on the dispatcher's own thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -83,19 +82,6 @@ class DispatchOutcome:
 def _value_key(workload: ExecuteTask) -> ValueKey:
     ti = workload.ti
     return (ti.dag_id, ti.run_id, ti.task_id, ti.map_index if ti.map_index is not None else -1)
-
-
-async def _read_to_end(lines: AsyncIterator[str], limit: float = 1.0) -> None:
-    """Read what follows ``finished`` (normally just the end of the stream).
-
-    httpx returns a connection to its pool only when the response was read to the
-    end; closing it one read early drops the connection, and every task would pay
-    a new TCP connection (through Knative's activator or queue-proxy, a new one each).
-    """
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(limit):
-            async for _ in lines:
-                pass
 
 
 def outcome_state(finished: FinishedEvent) -> Literal["success", "failed"]:
@@ -416,7 +402,6 @@ class Dispatcher:
                     line = await anext(lines)
                 event = STREAM_EVENT_ADAPTER.validate_json(line)
                 if isinstance(event, FinishedEvent):
-                    await _read_to_end(lines)
                     return event
         except TimeoutError as exc:
             raise StreamBrokenError(f"no event for {idle}s") from exc
