@@ -275,15 +275,17 @@ def run(profile: Profile, out: Path, database: str, sections: set[str], command:
                 )
             for api in apis.values():
                 api.close()
+            say("stopping both stacks ...")
+            threads.stop_all()
+            threads = None
+        # Only after the two stacks above stopped (less noise), and only if they did not fail.
+        if "coldstart" in sections:
+            results["coldstart"] = _run_coldstart(profile, out, urls, settings)
     finally:
         if threads is not None:
             say("stopping both stacks ...")
             threads.stop_all()
-        try:
-            if "coldstart" in sections:
-                results["coldstart"] = _run_coldstart(profile, out, urls, settings)
-        finally:
-            _stop_database(pg)
+        _stop_database(pg)
     if "dispatch" in sections:
         say(f"executor dispatch: {profile.dispatch_workloads} workloads to a stub worker ...")
         results["dispatch"] = dispatch.measure(
