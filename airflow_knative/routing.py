@@ -3,15 +3,21 @@
 File format (YAML or JSON; the chart renders it into a ConfigMap, the local stack
 writes it for its worker processes)::
 
-    services:
-      compute-avg-distributed-extract-abcd1234:
-        url: http://compute-avg-distributed-extract-abcd1234.airflow.svc.cluster.local
-    tasks:
+    url_template: http://{service}.airflow.svc.cluster.local
+    dags:                       # tasks served by the naming rule's service
+      compute_avg_distributed: [extract, compute_sum, compute_count, do_avg]
+    tasks:                      # only tasks whose service is not the rule's
       compute_avg_distributed:
-        extract: compute-avg-distributed-extract-abcd1234
+        extract: shared-etl
+    services:                   # only services whose URL is not the template's
+      shared-etl:
+        url: http://shared-etl.etl.svc.cluster.local
 
-A task may also name a service itself with ``executor_config={"knative": {"service": ...}}``;
-that service must still be listed under ``services``.
+A task listed under ``dags`` is served by ``airflow_knative.naming.service_name(dag_id,
+task_id)`` (the rule the generator and the chart use), at ``url_template`` with
+``{service}`` replaced. Only what differs from those rules is spelled out, so
+10,000 tasks fit a ConfigMap (1 MiB) with room to spare: each task costs its id.
+A task may also name a service itself with ``executor_config={"knative": {"service": ...}}``.
 """
 
 from __future__ import annotations
@@ -24,11 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
+from airflow_knative.naming import service_name
 from airflow_knative.task_config import parse_task_config
 
 log = logging.getLogger("airflow_knative.routing")
+
+#: The placeholder ``url_template`` must contain.
+SERVICE_PLACEHOLDER = "{service}"
 
 
 class ServiceEntry(BaseModel):
@@ -44,12 +54,59 @@ class RoutingTable(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    _rule_tasks: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
+    url_template: str | None = None
+    dags: dict[str, list[str]] = {}
     services: dict[str, ServiceEntry] = {}
     tasks: dict[str, dict[str, str]] = {}
 
+    @field_validator("url_template")
+    @classmethod
+    def _has_placeholder(cls, value: str | None) -> str | None:
+        if value is not None and SERVICE_PLACEHOLDER not in value:
+            raise ValueError(f"url_template {value!r} must contain {SERVICE_PLACEHOLDER}")
+        return value
+
+    @model_validator(mode="after")
+    def _index_rule_tasks(self) -> RoutingTable:
+        """Sets of task ids, so a lookup is O(1) however long a DAG's list is."""
+        self._rule_tasks = {dag_id: frozenset(task_ids) for dag_id, task_ids in self.dags.items()}
+        return self
+
     def to_document(self) -> dict[str, Any]:
-        """Return the plain data written to a routing file."""
-        return self.model_dump(mode="json")
+        """Return the plain data written to a routing file (empty sections left out)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+    def service_of(self, dag_id: str, task_id: str) -> str | None:
+        """The service of a task by this table (explicit entry first, then the naming rule)."""
+        explicit = self.tasks.get(dag_id, {}).get(task_id)
+        if explicit is not None:
+            return explicit
+        if task_id in self._rule_tasks.get(dag_id, ()):
+            return service_name(dag_id, task_id)
+        return None
+
+    def tasks_of(self, dag_id: str) -> dict[str, str]:
+        """``task_id -> service`` of every task of ``dag_id`` this table routes."""
+        found = {task_id: service_name(dag_id, task_id) for task_id in self.dags.get(dag_id, ())}
+        found.update(self.tasks.get(dag_id, {}))
+        return found
+
+    def known_services(self) -> list[str]:
+        """Every service this table names or derives (listed, or serving a listed task), sorted."""
+        known = set(self.services)
+        for dag_id in set(self.dags) | set(self.tasks):
+            known.update(self.tasks_of(dag_id).values())
+        return sorted(known)
+
+    def url_of(self, service: str) -> str | None:
+        """Where ``service`` listens: its own entry, else the template."""
+        entry = self.services.get(service)
+        if entry is not None:
+            return entry.url
+        if self.url_template is not None:
+            return self.url_template.replace(SERVICE_PLACEHOLDER, service)
+        return None
 
 
 class RoutingError(LookupError):
@@ -163,13 +220,14 @@ class Router:
         """
         table = self.table() if reload else self.current()
         service = self._service_in(table, dag_id, task_id, executor_config)
-        entry = table.services.get(service)
-        if entry is None:
+        url = table.url_of(service)
+        if url is None:
             raise RoutingError(
                 f"dag_id={dag_id!r} task_id={task_id!r} is served by {service!r}, "
-                f"which routing file {self.path} does not list under 'services'"
+                f"which routing file {self.path} does not list under 'services' (and it has no "
+                "'url_template')"
             )
-        return entry.url
+        return url
 
     def _service_in(
         self, table: RoutingTable, dag_id: str, task_id: str, executor_config: dict[str, Any] | None
@@ -177,7 +235,7 @@ class Router:
         override = parse_task_config(executor_config, where=f"{dag_id}.{task_id}").service
         if override:
             return override
-        service = table.tasks.get(dag_id, {}).get(task_id)
+        service = table.service_of(dag_id, task_id)
         if service is None:
             raise RoutingError(
                 f"no route for dag_id={dag_id!r} task_id={task_id!r} in routing file {self.path}: "

@@ -113,6 +113,20 @@ class ExecutorSettings:
         example="etl-callbacks",
     )
 
+    prewarm: bool = _option(
+        True,
+        "Wake the services of a task's downstream tasks when it is dispatched (a GET of the readiness "
+        "path, which on Knative scales a service from zero), so their start overlaps its run. Never "
+        "runs a task.",
+        example="False",
+    )
+    prewarm_max_services: int = _option(
+        8,
+        "Most services woken per dispatched task (nearest downstream first); each may start one pod "
+        "that stays until Knative scales it back to zero.",
+        example="4",
+    )
+
     @property
     def routing_path(self) -> Path:
         """The routing file as a path."""

@@ -52,6 +52,37 @@ def summary(values: Iterable[float | None]) -> dict[str, Any]:
     }
 
 
+def bootstrap_ratio(
+    numerator: Iterable[float | None],
+    denominator: Iterable[float | None],
+    confidence: float = 0.95,
+    resamples: int = 10_000,
+    seed: int = 1,
+) -> dict[str, Any]:
+    """Ratio of medians with a percentile bootstrap interval (each sample resampled on its own).
+
+    Why: with ten runs a side the median moves by several percent between invocations;
+    the interval says whether a ratio below 1.0 holds or could be noise.
+    """
+    a = [v for v in numerator if v is not None]
+    b = [v for v in denominator if v is not None]
+    if not a or not b:
+        return {"ratio": None, "low": None, "high": None, "confidence": confidence, "resamples": 0}
+    rng = random.Random(seed)
+    ratios = sorted(
+        statistics.median(rng.choices(a, k=len(a))) / statistics.median(rng.choices(b, k=len(b)))
+        for _ in range(resamples)
+    )
+    tail = (1.0 - confidence) / 2
+    return {
+        "ratio": statistics.median(a) / statistics.median(b),
+        "low": ratios[int(tail * (resamples - 1))],
+        "high": ratios[int((1.0 - tail) * (resamples - 1))],
+        "confidence": confidence,
+        "resamples": resamples,
+    }
+
+
 def fmt(value: float | None, unit: str = "s", digits: int = 3) -> str:
     """Format a figure for the markdown report."""
     if value is None:

@@ -25,6 +25,9 @@ class Profile:
     headline_dags: tuple[str, ...] = HEADLINE_DAGS
     #: Warm up every DAG (True) or only the headline DAGs, which load both DAG files (quick).
     warm_up_all: bool = True
+    #: Cold vs warm vs pre-warmed (scale-to-zero stacks): depths of ``benchmark_w1_d*``, rounds each.
+    cold_depths: list[int] = field(default_factory=lambda: [2, 8])
+    cold_rounds: int = 3
 
     def dags(self) -> list[tuple[str, int]]:
         """(dag_id, measured runs per system), headline DAGs first."""
@@ -42,8 +45,18 @@ class Profile:
 
 
 PROFILES = {
-    "quick": Profile("quick", headline_runs=5, family_runs=2, warmup_runs=1, warm_up_all=False),
-    "full": Profile("full", headline_runs=15, family_runs=10, warmup_runs=2, overhead_runs=20),
+    "quick": Profile(
+        "quick", headline_runs=10, family_runs=2, warmup_runs=1, warm_up_all=False, gateway_calls=20
+    ),
+    "full": Profile(
+        "full",
+        headline_runs=15,
+        family_runs=10,
+        warmup_runs=2,
+        overhead_runs=20,
+        cold_depths=[2, 4, 8, 16],
+        cold_rounds=5,
+    ),
     # The smoke test: one tiny DAG, one run per system, tiny side benchmarks.
     "smoke": Profile(
         "smoke",
@@ -56,5 +69,7 @@ PROFILES = {
         dispatch_workloads=200,
         gateway_calls=2,
         headline_dags=("compute_avg_distributed",),
+        cold_depths=[2],
+        cold_rounds=1,
     ),
 }

@@ -20,8 +20,9 @@ import psutil
 
 from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.stack import LocalStack
-from bench import dispatch, gateway_load, per_task, plots, report, worker_overhead
-from bench.common import summary
+from bench import coldstart, dispatch, gateway_load, per_task, plots, report, worker_overhead
+from bench.coldstart import COLD_SYSTEMS
+from bench.common import bootstrap_ratio, summary
 from bench.e2e import E2ERunner, RunRecord
 from bench.postgres import PostgresUnavailableError, TempPostgres, ensure_installed
 from bench.profiles import PROFILES, Profile
@@ -32,11 +33,14 @@ from bench.stacks import (
     USER,
     StackSettings,
     StackThreads,
+    open_api,
     prepare_dags,
     stack_config,
 )
 
-SECTIONS = ("e2e", "overhead", "gateway", "dispatch")
+SECTIONS = ("e2e", "overhead", "gateway", "coldstart", "dispatch")
+#: Every database the benchmark may need: the two systems, then the two scale-to-zero stacks.
+DATABASES = (*SYSTEMS, *COLD_SYSTEMS)
 
 
 def say(message: str) -> None:
@@ -88,8 +92,17 @@ def _e2e_aggregate(records: list[RunRecord], plan: list[tuple[str, int]]) -> dic
                 "airflow_s": summary(r.airflow_s for r in good if r.airflow_s),
                 "throughput": summary((width + 2) / r.client_s for r in good if width and r.client_s),
             }
-        k, loc = stats["knative"]["client_s"]["median"], stats["local"]["client_s"]["median"]
-        stats["ratio_median_client"] = k / loc if k and loc else None
+        clients = {
+            system: [
+                r.client_s
+                for r in records
+                if r.dag_id == dag_id and r.system == system and r.phase == "measure" and r.correct
+            ]
+            for system in SYSTEMS
+        }
+        ci = bootstrap_ratio(clients["knative"], clients["local"])
+        stats["ratio_median_client"] = ci["ratio"]
+        stats["ratio_ci"] = ci
         by_dag[dag_id] = stats
     return {
         "dags": [d for d, _ in plan],
@@ -132,7 +145,7 @@ def _setup_database(kind: str, out: Path) -> tuple[TempPostgres | None, dict[str
         try:
             pg = TempPostgres(ensure_installed())
             pg.start()
-            urls = {system: pg.create_database(f"af_{system}") for system in SYSTEMS}
+            urls = {system: pg.create_database(f"af_{system}") for system in DATABASES}
             return (
                 pg,
                 urls,
@@ -148,7 +161,7 @@ def _setup_database(kind: str, out: Path) -> tuple[TempPostgres | None, dict[str
             if kind == "postgres":
                 raise
             say(f"PostgreSQL unavailable ({exc}); falling back to SQLite")
-    urls = {s: f"sqlite:///{out / 'stacks' / s / 'airflow' / 'airflow.db'}" for s in SYSTEMS}
+    urls = {s: f"sqlite:///{out / 'stacks' / s / 'airflow' / 'airflow.db'}" for s in DATABASES}
     return (
         None,
         urls,
@@ -171,6 +184,48 @@ def _run_e2e(profile: Profile, apis: dict[str, AirflowApi]) -> E2ERunner:
     for dag_id, runs in plan:
         runner.run_dag(dag_id, runs)
     return runner
+
+
+def _stop_database(pg: TempPostgres | None) -> None:
+    if pg is not None:
+        pg.stop()
+
+
+def _run_coldstart(
+    profile: Profile, out: Path, urls: dict[str, str], settings: StackSettings
+) -> dict[str, Any]:
+    """Two scale-to-zero stacks (pre-warm on / off), after the main stacks stopped."""
+    dags_folder = prepare_dags(out / "dags")
+    stacks = {
+        name: LocalStack(
+            stack_config(
+                "knative",
+                out / "stacks" / name,
+                dags_folder,
+                urls[name],
+                settings,
+                scale_to_zero=True,
+                prewarm=prewarm,
+            )
+        )
+        for name, prewarm in COLD_SYSTEMS.items()
+    }
+    threads = StackThreads(stacks)
+    say("cold starts: starting two scale-to-zero stacks (pre-warm on / off) ...")
+    try:
+        threads.start_all()
+        apis = {name: open_api(stack) for name, stack in stacks.items()}
+        dags = [f"benchmark_w1_d{d}" for d in profile.cold_depths]
+        for api in apis.values():
+            for dag_id in dags:
+                api.unpause(dag_id)
+        result = coldstart.measure(stacks, apis, dags, profile.cold_rounds, say)
+        for api in apis.values():
+            api.close()
+        return result
+    finally:
+        say("stopping the scale-to-zero stacks ...")
+        threads.stop_all()
 
 
 def run(profile: Profile, out: Path, database: str, sections: set[str], command: str) -> dict[str, Any]:
@@ -197,7 +252,7 @@ def run(profile: Profile, out: Path, database: str, sections: set[str], command:
             threads = StackThreads(stacks)
             say(f"starting both stacks ({db_info['kind']}) ...")
             threads.start_all()
-            apis = {s: AirflowApi(stacks[s].config.api_url, USER, PASSWORD) for s in SYSTEMS}
+            apis = {s: open_api(stacks[s]) for s in SYSTEMS}
             for api in apis.values():
                 for dag_id in stacks["knative"].dag_ids:
                     api.unpause(dag_id)
@@ -220,12 +275,17 @@ def run(profile: Profile, out: Path, database: str, sections: set[str], command:
                 )
             for api in apis.values():
                 api.close()
+            say("stopping both stacks ...")
+            threads.stop_all()
+            threads = None
+        # Only after the two stacks above stopped (less noise), and only if they did not fail.
+        if "coldstart" in sections:
+            results["coldstart"] = _run_coldstart(profile, out, urls, settings)
     finally:
         if threads is not None:
             say("stopping both stacks ...")
             threads.stop_all()
-        if pg is not None:
-            pg.stop()
+        _stop_database(pg)
     if "dispatch" in sections:
         say(f"executor dispatch: {profile.dispatch_workloads} workloads to a stub worker ...")
         results["dispatch"] = dispatch.measure(
@@ -236,6 +296,7 @@ def run(profile: Profile, out: Path, database: str, sections: set[str], command:
         + sum(results.get("worker_overhead", {}).get(k, {}).get("failed", 0) for k in ("warm", "fresh"))
         + results.get("gateway", {}).get("failed", 0)
         + (results.get("dispatch", {}).get("failed", 0))
+        + results.get("coldstart", {}).get("failed_runs", 0)
     )
     results["wall_s"] = time.time() - started
     return results

@@ -12,6 +12,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
+from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.config import LOW_LATENCY_SETTINGS, StackConfig
 from airflow_knative.local.stack import LocalStack
 from bench.common import free_ports
@@ -49,7 +52,13 @@ def prepare_dags(folder: Path) -> Path:
 
 
 def stack_config(
-    system: str, home: Path, dags: Path, database_url: str, settings: StackSettings
+    system: str,
+    home: Path,
+    dags: Path,
+    database_url: str,
+    settings: StackSettings,
+    scale_to_zero: bool = False,
+    prewarm: bool = True,
 ) -> StackConfig:
     return StackConfig(
         home=home,
@@ -57,14 +66,33 @@ def stack_config(
         database_url=database_url,
         executor=system,
         workers=settings.workers,
-        worker_concurrency=settings.worker_concurrency,
+        # A scale-to-zero stack starts one worker per service, as Knative starts a pod per
+        # service; the depth family runs one task per service at a time.
+        worker_concurrency=2 if scale_to_zero else settings.worker_concurrency,
         api_port=free_ports(),
         gateway_port=free_ports(),
         worker_base_port=free_ports(settings.workers),
         admin_user=USER,
         admin_password=PASSWORD,
         parallelism=settings.parallelism,
+        scale_to_zero=scale_to_zero,
+        # The benchmark scales to zero itself (POST /activator/scale-to-zero) between rounds.
+        idle_timeout=600.0,
+        activator_port=free_ports(),
+        prewarm=prewarm,
     )
+
+
+#: Seconds the harness waits for one Airflow API answer. A shared, busy 2-core machine has
+#: been seen to take over 30 s (the client's default) to answer a trigger.
+API_TIMEOUT = 120.0
+
+
+def open_api(stack: LocalStack) -> AirflowApi:
+    """A logged-in client of the stack's API server, patient enough for a loaded machine."""
+    api = AirflowApi(stack.config.api_url, USER, PASSWORD)
+    api.client.timeout = httpx.Timeout(API_TIMEOUT)
+    return api
 
 
 class StackThreads:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from airflow_knative.naming import validate_service_name
+from airflow_knative.naming import service_name, validate_service_name
 from generator.inventory import InventoryError, TaskEntry
 
 #: ``KnativeTaskConfig`` field -> key in the chart data and in ``workers.overrides``.
@@ -110,6 +110,18 @@ def _check_scale_bounds(service: str, settings: dict[str, Any], owners: list[Tas
         )
 
 
+def _task_ref(entry: TaskEntry) -> dict[str, Any]:
+    """One task of a service; ``namedService`` marks a service chosen in ``executor_config``.
+
+    The routing ConfigMap lists only the ids of tasks served by the naming rule: the
+    executor derives their service itself, and routes the others by their own config.
+    """
+    ref: dict[str, Any] = {"dagId": entry.dag_id, "taskId": entry.task_id}
+    if entry.service != service_name(entry.dag_id, entry.task_id):
+        ref["namedService"] = True
+    return ref
+
+
 def build_chart_data(entries: Iterable[TaskEntry]) -> dict[str, Any]:
     """Return ``{"services": {name: {"tasks": [...], <settings>}}}``, sorted for stable output."""
     by_service: dict[str, list[TaskEntry]] = {}
@@ -120,7 +132,7 @@ def build_chart_data(entries: Iterable[TaskEntry]) -> dict[str, Any]:
     for name in sorted(by_service):
         owners = sorted(by_service[name], key=lambda e: (e.dag_id, e.task_id))
         services[name] = {
-            "tasks": [{"dagId": e.dag_id, "taskId": e.task_id} for e in owners],
+            "tasks": [_task_ref(e) for e in owners],
             **_merge_settings(name, owners),
         }
     return {"services": services}

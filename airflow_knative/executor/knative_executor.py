@@ -25,6 +25,7 @@ from airflow.utils.state import TaskInstanceState
 
 from airflow_knative.events import log_event
 from airflow_knative.executor.dispatcher import Dispatcher, DispatchOutcome
+from airflow_knative.executor.prewarm import Prewarmer
 from airflow_knative.executor.side_workloads import side_workload_url
 from airflow_knative.executor.task_watch import TaskWatch, WatchedEnd
 from airflow_knative.routing import Router
@@ -48,6 +49,7 @@ class KnativeExecutor(BaseExecutor):
         super().__init__(*args, **kwargs)
         self._outcomes: queue.SimpleQueue[DispatchOutcome] = queue.SimpleQueue()
         self._dispatcher: Dispatcher | None = None
+        self._prewarmer: Prewarmer | None = None
         self._watch = TaskWatch()
         self._settings: ExecutorSettings | None = None
 
@@ -68,10 +70,17 @@ class KnativeExecutor(BaseExecutor):
             task_log_folder=_task_log_folder(),
         )
         self._dispatcher.start()
+        if settings.prewarm and settings.prewarm_max_services > 0:
+            # Its own Router: the pre-warm thread never shares state with the dispatcher's.
+            self._prewarmer = Prewarmer(
+                Router(settings.routing_path), settings.prewarm_max_services, settings.accept_timeout
+            )
+            self._prewarmer.start()
         self.log.info(
-            "KnativeExecutor started: routing file %s, parallelism %s",
+            "KnativeExecutor started: routing file %s, parallelism %s, pre-warm %s",
             settings.routing_file,
             self.parallelism,
+            f"up to {settings.prewarm_max_services} services ahead" if self._prewarmer else "off",
         )
 
     def _process_workloads(self, workload_items: Sequence[Any]) -> None:
@@ -85,6 +94,8 @@ class KnativeExecutor(BaseExecutor):
             self.queued_tasks.pop(key, None)
             self.running.add(key)
             self._dispatcher.submit(workload)
+            if self._prewarmer is not None:
+                self._prewarmer.task_dispatched(workload)
 
     def _process_side_workload(self, workload: Any) -> None:
         """Send a callback or connection test to its service (executor/side_workloads.py)."""
@@ -216,6 +227,9 @@ class KnativeExecutor(BaseExecutor):
 
     def end(self) -> None:
         """Stop dispatching; report what is still known, leave running tasks to their workers."""
+        if self._prewarmer is not None:
+            self._prewarmer.stop()
+            self._prewarmer = None
         if self._dispatcher is not None:
             streaming = self._dispatcher.stop()
             if streaming:

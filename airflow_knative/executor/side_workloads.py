@@ -4,11 +4,11 @@ Airflow 3.3's scheduler hands executor callbacks (deadline alerts) and the UI's
 "Test connection" to the executor as ``ExecuteCallback`` and ``TestConnection``
 workloads. They travel the same HTTP path as tasks, to one service:
 
-* ``[knative_executor] callback_service`` when set (a name listed under
-  ``services`` in the routing file);
+* ``[knative_executor] callback_service`` when set (a service the routing file
+  lists or derives from its tasks);
 * otherwise, for a callback, the service of its DAG's first task (that image has
   the DAG's code and dependencies, which the callback may import);
-* otherwise the first service of the routing file, by name.
+* otherwise the first service the routing file names or derives, by name.
 """
 
 from __future__ import annotations
@@ -32,24 +32,28 @@ def side_workload_service(table: RoutingTable, workload: Any, configured: str, w
         service = configured
     else:
         dag_id = callback_dag_id(workload)
-        dag_tasks = table.tasks.get(dag_id, {}) if dag_id else {}
+        dag_tasks = table.tasks_of(dag_id) if dag_id else {}
+        known = table.known_services()
         if dag_tasks:
             service = dag_tasks[sorted(dag_tasks)[0]]
-        elif table.services:
-            service = sorted(table.services)[0]
+        elif known:
+            service = known[0]
         else:
             raise RoutingError(
                 f"no service to run {type(workload).__name__} {workload.display_name}: routing file {where} "
                 "lists no services; set [knative_executor] callback_service"
             )
-    if service not in table.services:
+    if service not in table.known_services() or table.url_of(service) is None:
         raise RoutingError(
             f"{type(workload).__name__} {workload.display_name} goes to service {service!r}, which routing "
-            f"file {where} does not list under 'services': fix [knative_executor] callback_service"
+            f"file {where} does not list (under 'services', or as the service of a task under 'dags' or "
+            "'tasks'): fix [knative_executor] callback_service"
         )
     return service
 
 
 def side_workload_url(table: RoutingTable, workload: Any, configured: str, where: str) -> str:
     """The URL of :func:`side_workload_service`."""
-    return table.services[side_workload_service(table, workload, configured, where)].url
+    url = table.url_of(side_workload_service(table, workload, configured, where))
+    assert url is not None  # side_workload_service checked it
+    return url

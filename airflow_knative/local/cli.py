@@ -49,6 +49,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Fine only because everything listens on 127.0.0.1.",
     )
     parser.add_argument("--parallelism", type=int, default=32, help="[core] parallelism.")
+    parser.add_argument(
+        "--scale-to-zero",
+        action="store_true",
+        help="One worker per service, started by an activator on the first request and stopped "
+        "when idle (as Knative does); --workers is then unused.",
+    )
+    parser.add_argument(
+        "--idle-timeout", type=float, default=30.0, help="With --scale-to-zero: seconds idle before a stop."
+    )
+    parser.add_argument(
+        "--activator-port", type=int, default=int(env("AIRFLOW_KNATIVE_DEV_ACTIVATOR_PORT", "8100"))
+    )
+    parser.add_argument(
+        "--no-prewarm",
+        dest="prewarm",
+        action="store_false",
+        help="Do not wake downstream services when a task is dispatched ([knative_executor] prewarm).",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,6 +40,13 @@ class StackConfig:
     #: (``[scheduler] task_instance_heartbeat_timeout``); None keeps Airflow's 300.
     #: The fault tests lower it to see a killed worker's task retried quickly.
     task_heartbeat_timeout: int | None = None
+    #: Workers start on the first request for their service and stop when idle (Knative's scale
+    #: to zero), behind the activator on ``activator_port``; otherwise ``workers`` always run.
+    scale_to_zero: bool = False
+    idle_timeout: float = 30.0
+    activator_port: int = 8100
+    #: ``[knative_executor] prewarm``: wake downstream services when a task is dispatched.
+    prewarm: bool = True
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> StackConfig:
@@ -58,6 +65,10 @@ class StackConfig:
             admin_user=args.admin_user,
             admin_password=args.admin_password,
             parallelism=args.parallelism,
+            scale_to_zero=args.scale_to_zero,
+            idle_timeout=args.idle_timeout,
+            activator_port=args.activator_port,
+            prewarm=args.prewarm,
         )
 
     @property
@@ -89,6 +100,11 @@ class StackConfig:
     def gateway_url(self) -> str:
         """The workflow gateway."""
         return f"http://{LOOPBACK}:{self.gateway_port}"
+
+    @property
+    def activator_url(self) -> str:
+        """The activator in front of every service (``scale_to_zero`` only)."""
+        return f"http://{LOOPBACK}:{self.activator_port}"
 
     @property
     def worker_urls(self) -> list[str]:
@@ -132,6 +148,7 @@ def airflow_environment(config: StackConfig) -> dict[str, str]:
         **_heartbeat_settings(config.task_heartbeat_timeout),
         "AIRFLOW__KNATIVE_EXECUTOR__ROUTING_FILE": str(config.routing_file),
         "AIRFLOW__KNATIVE_EXECUTOR__SECRET_FILE": str(worker_secret_file(config)),
+        "AIRFLOW__KNATIVE_EXECUTOR__PREWARM": str(config.prewarm),
     }
 
 

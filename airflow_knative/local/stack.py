@@ -24,8 +24,9 @@ from airflow_knative.local.config import (
     worker_secret_file,
 )
 from airflow_knative.local.processes import ProcessGroup, StackStartError, log_tail, wait_until
-from airflow_knative.local.routing import write_local_routing
+from airflow_knative.local.routing import build_activator_routing, write_local_routing
 from airflow_knative.protocol import READINESS_PATH
+from airflow_knative.routing import write_routing_table
 from generator.inventory import collect_tasks
 
 STARTUP_TIMEOUT = 180.0
@@ -119,8 +120,11 @@ class LocalStack:
 
     def _start_workers(self) -> None:
         config = self.config
-        write_local_routing(self.tasks, config.worker_urls, config.routing_file)
         worker_env = {**os.environ, **task_environment(config)}  # no database URL, no auth secrets
+        if config.scale_to_zero:
+            self._start_activator(worker_env)
+            return
+        write_local_routing(self.tasks, config.worker_urls, config.routing_file)
         for index, url in enumerate(config.worker_urls):
             port = url.rsplit(":", 1)[1]
             self.processes.start(
@@ -143,6 +147,32 @@ class LocalStack:
                 worker_env,
                 f"{url}{READINESS_PATH}",
             )
+
+    def _start_activator(self, worker_env: dict[str, str]) -> None:
+        """Scale to zero: no worker runs until a request for its service arrives (see activator.py)."""
+        config = self.config
+        write_routing_table(build_activator_routing(self.tasks, config.activator_url), config.routing_file)
+        self.processes.start(
+            "activator",
+            _python(
+                "-m",
+                "airflow_knative.local.activator",
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(config.activator_port),
+                "--secret-file",
+                str(worker_secret_file(config)),
+                "--log-dir",
+                str(config.log_dir),
+                "--idle-timeout",
+                str(config.idle_timeout),
+                "--worker-concurrency",
+                str(config.worker_concurrency),
+            ),
+            worker_env,
+            f"{config.activator_url}/healthz",
+        )
 
     def _wait_for_dags(self) -> None:
         """Wait until the DAG processor has stored every DAG, so a trigger cannot 404."""

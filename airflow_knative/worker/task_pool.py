@@ -85,9 +85,11 @@ def _pool_process_main(conn: Connection, server_pid: int, target: Target) -> Non
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.register_at_fork(after_in_child=_in_forked_child_of_pool_process)
+    from airflow_knative.worker import dag_cache
     from airflow_knative.worker.exit_detection import install_fast_exit_detection
 
     install_fast_exit_detection()
+    dag_cache.install()  # task processes forked from here reuse this process's parsed DAG files
     while True:
         try:
             job = conn.recv()
@@ -132,11 +134,14 @@ def run_task(request: DispatchRequest, server: str, received_at: float) -> dict[
     from airflow.sdk.api.client import Client
     from airflow.sdk.execution_time.supervisor import supervise_task
 
+    from airflow_knative.worker import dag_cache
     from airflow_knative.worker.workloads import parse_execute_task
     from airflow_knative.worker.xcom_relay import XComRelayTransport
 
     workload = parse_execute_task(request.workload)
     ti = workload.ti
+    # Parse the DAG file here, once per file version, instead of in every forked task process.
+    dag_cache.preload(workload.bundle_info.name, workload.bundle_info.version, workload.dag_rel_path)
     relay = XComRelayTransport(
         inner=httpx.HTTPTransport(retries=0),
         dag_id=ti.dag_id,

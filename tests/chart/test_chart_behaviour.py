@@ -29,6 +29,7 @@ from chart_helpers import (
 
 from airflow_knative.naming import service_name
 from airflow_knative.protocol import DEFAULT_WORKER_PORT, LIVENESS_PATH, READINESS_PATH
+from airflow_knative.routing import Router
 
 EXECUTOR = "airflow_knative.executor.KnativeExecutor"
 DB_ENV = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET")
@@ -83,17 +84,21 @@ def test_exactly_one_worker_service_per_task(mode: str, workflow_tasks: list[tup
 @pytest.mark.parametrize("values_file", VALUES_FILES)
 @pytest.mark.parametrize("mode", MODES)
 def test_routing_table_matches_rendered_services(
-    values_file: str | None, mode: str, workflow_tasks: list[tuple[str, str]]
+    values_file: str | None, mode: str, workflow_tasks: list[tuple[str, str]], tmp_path: Path
 ) -> None:
     result = render(values_file, mode)
     table = routing(result)
     rendered_workers = workers(result, mode)
-    assert set(table["services"]) == set(rendered_workers)
-    for name, entry in table["services"].items():
-        assert entry == {"url": f"http://{name}.{NAMESPACE}.svc.cluster.local"}
-    routed = {(dag, task): svc for dag, tasks in table["tasks"].items() for task, svc in tasks.items()}
-    assert set(routed) == set(workflow_tasks)
+    routing_file = tmp_path / "routing.json"
+    routing_file.write_text(json.dumps(table))
+    router = Router(routing_file)
+    routed = {(dag, task): router.service_for(dag, task, None) for dag, task in workflow_tasks}
     assert set(routed.values()) == set(rendered_workers)
+    for (dag, task), service in routed.items():
+        assert router.url_for(dag, task, None) == f"http://{service}.{NAMESPACE}.svc.cluster.local"
+    # only what the rules cannot derive is spelt out: task ids, no service names or URLs
+    assert set(table) == {"url_template", "dags"}
+    assert {(dag, task) for dag, tasks in table["dags"].items() for task in tasks} == set(workflow_tasks)
     if mode == "deployment":
         services = {d["metadata"]["name"]: d for d in result.component("Service", "worker")}
         assert set(services) == set(rendered_workers), "every worker Deployment needs its Service"

@@ -38,7 +38,10 @@ def test_shared_service_lists_all_its_tasks_and_takes_the_longest_timeout() -> N
     assert data == {
         "services": {
             "shared": {
-                "tasks": [{"dagId": "a", "taskId": "t2"}, {"dagId": "b", "taskId": "t1"}],
+                "tasks": [
+                    {"dagId": "a", "taskId": "t2", "namedService": True},
+                    {"dagId": "b", "taskId": "t1", "namedService": True},
+                ],
                 "minScale": 1,
                 "timeoutSeconds": 90 + TIMEOUT_MARGIN_SECONDS,  # room to stop and report after the timeout
             }

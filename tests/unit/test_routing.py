@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from airflow_knative.naming import service_name
 from airflow_knative.routing import (
     Router,
     RoutingError,
@@ -271,3 +272,67 @@ def test_write_routing_table_replaces_an_existing_file(routing_file: Path) -> No
     write_routing_table(smaller, routing_file)
 
     assert load_routing_table(routing_file) == smaller
+
+
+TEMPLATE = "http://{service}.airflow.svc.cluster.local"
+
+
+def test_tasks_listed_under_dags_go_to_the_naming_rules_service_at_the_template_url(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    write_routing_table(RoutingTable(url_template=TEMPLATE, dags={DAG: ["extract", "do_avg"]}), path)
+    router = Router(path)
+
+    assert router.service_for(DAG, "extract", None) == service_name(DAG, "extract")
+    assert (
+        router.url_for(DAG, "do_avg", None)
+        == f"http://{service_name(DAG, 'do_avg')}.airflow.svc.cluster.local"
+    )
+    # a task that names its service is routed by its config, through the same template
+    assert router.url_for(DAG, "other", {"knative": {"service": "shared-etl"}}) == (
+        "http://shared-etl.airflow.svc.cluster.local"
+    )
+
+
+def test_explicit_entries_win_over_the_rule_and_the_template(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    write_routing_table(
+        RoutingTable(
+            url_template=TEMPLATE,
+            dags={DAG: ["extract"]},
+            tasks={DAG: {"extract": SHARED_SVC}},
+            services={SHARED_SVC: ServiceEntry(url="http://etl.elsewhere")},
+        ),
+        path,
+    )
+
+    assert Router(path).url_for(DAG, "extract", None) == "http://etl.elsewhere"
+
+
+@pytest.mark.parametrize(("dag_id", "task_id"), [(DAG, "not_generated"), ("other_dag", "extract")])
+def test_a_task_missing_from_a_templated_table_is_still_a_clear_error(
+    tmp_path: Path, dag_id: str, task_id: str
+) -> None:
+    path = tmp_path / "routing.yaml"
+    write_routing_table(RoutingTable(url_template=TEMPLATE, dags={DAG: ["extract"]}), path)
+
+    with pytest.raises(RoutingError, match="make generate"):
+        Router(path).url_for(dag_id, task_id, None)
+
+
+def test_a_url_template_without_the_placeholder_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text("url_template: http://svc.airflow\n")
+
+    with pytest.raises(RoutingFileError, match=r"\{service\}") as caught:
+        load_routing_table(path)
+    assert str(path) in str(caught.value)
+
+
+def test_routing_data_for_10000_tasks_fits_in_256_kib() -> None:
+    """Issue 9: 1,000 DAGs x 10 tasks (as `make bench-generate`) stay far below the 1 MiB ConfigMap."""
+    dags = {f"bench_dag_{d:04d}": [f"step_{t}" for t in range(10)] for d in range(1000)}
+    document = RoutingTable(url_template=TEMPLATE, dags=dags).to_document()
+
+    size = len(json.dumps(document, separators=(",", ":")))
+
+    assert size <= 256 * 1024, size
