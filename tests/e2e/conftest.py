@@ -50,7 +50,7 @@ class RunningStack:
     def run_workflow(self, dag_id: str, data: Any, **params: str) -> httpx.Response:
         return self.gateway.post(f"/runWorkflow/{dag_id}", json={"input": data}, params=params)
 
-    def wait_for_end(self, status_url: str, timeout: float = 60.0) -> dict[str, Any]:
+    def wait_for_end(self, status_url: str, timeout: float = 180.0) -> dict[str, Any]:
         """Poll the gateway's ``GET /runs/...`` until the run succeeded or failed; return that answer."""
 
         def ended() -> dict[str, Any] | None:
