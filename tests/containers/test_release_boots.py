@@ -207,7 +207,8 @@ def test_every_rendered_workload_runs_as_its_manifest_says(cluster: PodmanCluste
 
 def test_compute_avg_distributed_gives_2_5_through_the_gateway(cluster: PodmanCluster) -> None:
     answer = run_workflow(cluster, "compute_avg_distributed", [1, 2, 3, 4])
-    assert answer["status"] == 200, answer
+    # A str message: pytest shortens the repr of other objects, which hid the container logs.
+    assert answer["status"] == 200, f"{answer['body']}\n{answer.get('cluster', '')}"
     assert json.loads(answer["body"])["output"] == 2.5
 
 
