@@ -38,11 +38,25 @@ class AirflowApi:
     ) -> None:
         self.close()
 
+    def _all(self, path: str, key: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every item of a paged collection (Airflow serves at most ``maximum_page_limit`` at once)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self.client.get(path, params={**(params or {}), "limit": 100, "offset": len(items)})
+            response.raise_for_status()
+            body = response.json()
+            items.extend(body[key])
+            if not body[key] or len(items) >= int(body["total_entries"]):
+                return items
+
     def dag_ids(self) -> set[str]:
-        """The DAGs Airflow has stored (the DAG processor parsed them)."""
-        response = self.client.get("/api/v2/dags", params={"limit": 1000})
-        response.raise_for_status()
-        return {dag["dag_id"] for dag in response.json()["dags"]}
+        """The DAGs Airflow has stored (the DAG processor parsed them; removed ones excluded)."""
+        return {dag["dag_id"] for dag in self._all("/api/v2/dags", "dags")}
+
+    def import_errors(self) -> dict[str, str]:
+        """DAG files that do not import, as Airflow lists them: file name -> stack trace."""
+        errors = self._all("/api/v2/importErrors", "import_errors")
+        return {str(error["filename"]): str(error["stack_trace"]) for error in errors}
 
     def active_runs(self, dag_id: str) -> int:
         """How many runs of ``dag_id`` are queued or running."""

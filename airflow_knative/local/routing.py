@@ -1,10 +1,21 @@
-"""The local stack's routing table: every service of every DAG onto a few worker processes."""
+"""The local stack's routing table: every service of every DAG onto a few worker processes.
+
+Written whole at start-up from the DAG folder, then kept current while the stack
+runs: the DAG processor adds a DAG's routes as it parses the file (see
+:mod:`airflow_knative.local.route_on_parse`), and the DAG monitor drops the routes of
+DAGs that are gone. Every change is a read-modify-write under one file lock, so
+those processes never undo each other's changes.
+"""
 
 from __future__ import annotations
 
+import fcntl
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from airflow_knative.routing import RoutingTable, ServiceEntry, write_routing_table
+from airflow_knative.routing import RoutingTable, ServiceEntry, load_routing_table, write_routing_table
 from generator.inventory import TaskEntry
 
 
@@ -19,7 +30,7 @@ def build_local_routing(entries: list[TaskEntry], worker_urls: list[str]) -> Rou
     )
 
 
-def _tasks_by_dag(entries: list[TaskEntry]) -> dict[str, dict[str, str]]:
+def _tasks_by_dag(entries: Iterable[TaskEntry]) -> dict[str, dict[str, str]]:
     tasks: dict[str, dict[str, str]] = {}
     for entry in entries:
         tasks.setdefault(entry.dag_id, {})[entry.task_id] = entry.service
@@ -29,5 +40,58 @@ def _tasks_by_dag(entries: list[TaskEntry]) -> dict[str, dict[str, str]]:
 def write_local_routing(entries: list[TaskEntry], worker_urls: list[str], path: Path) -> RoutingTable:
     """Build and write the table; return it."""
     table = build_local_routing(entries, worker_urls)
-    write_routing_table(table, path)
+    with _locked(path):
+        write_routing_table(table, path)
     return table
+
+
+def with_dag(
+    table: RoutingTable, dag_id: str, entries: list[TaskEntry], worker_urls: list[str]
+) -> RoutingTable:
+    """``table`` with ``dag_id``'s tasks replaced by ``entries``; new services go to the least busy worker."""
+    tasks = {**table.tasks, dag_id: {entry.task_id: entry.service for entry in entries}}
+    services = dict(table.services)
+    load = Counter({url: 0 for url in worker_urls}) + Counter(entry.url for entry in services.values())
+    for service in sorted({entry.service for entry in entries} - services.keys()):
+        url = min(worker_urls, key=lambda candidate: (load[candidate], worker_urls.index(candidate)))
+        services[service] = ServiceEntry(url=url)
+        load[url] += 1
+    return _pruned(RoutingTable(services=services, tasks=tasks))
+
+
+def without_dags(table: RoutingTable, dag_ids: Iterable[str]) -> RoutingTable:
+    """``table`` without the routes of ``dag_ids`` (and the services nothing routes to any more)."""
+    gone = set(dag_ids)
+    tasks = {dag_id: routes for dag_id, routes in table.tasks.items() if dag_id not in gone}
+    return _pruned(RoutingTable(services=table.services, tasks=tasks))
+
+
+def _pruned(table: RoutingTable) -> RoutingTable:
+    used = {service for routes in table.tasks.values() for service in routes.values()}
+    return RoutingTable(
+        services={name: entry for name, entry in table.services.items() if name in used},
+        tasks=table.tasks,
+    )
+
+
+def update_routing_file(path: Path, change: Callable[[RoutingTable], RoutingTable]) -> bool:
+    """Apply ``change`` to the file's table under the routing lock; write only if it changed."""
+    with _locked(path):
+        current = load_routing_table(path) if path.exists() else RoutingTable()
+        updated = change(current)
+        if updated == current:
+            return False
+        write_routing_table(updated, path)
+        return True
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock that serialises every writer of the routing file at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(path.name + ".lock").open("a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
