@@ -48,8 +48,14 @@ def write_local_routing(entries: list[TaskEntry], worker_urls: list[str], path: 
 def with_dag(
     table: RoutingTable, dag_id: str, entries: list[TaskEntry], worker_urls: list[str]
 ) -> RoutingTable:
-    """``table`` with ``dag_id``'s tasks replaced by ``entries``; new services go to the least busy worker."""
-    tasks = {**table.tasks, dag_id: {entry.task_id: entry.service for entry in entries}}
+    """``table`` with routes for ``entries`` of ``dag_id``; new services go to the least busy worker.
+
+    Routes of the DAG's earlier tasks stay: runs created from an earlier version of the
+    DAG still schedule those tasks (Airflow keeps a run on its DAG version). They go
+    when the DAG itself goes (:func:`without_dags`).
+    """
+    routes = {**table.tasks.get(dag_id, {}), **{entry.task_id: entry.service for entry in entries}}
+    tasks = {**table.tasks, dag_id: routes}
     services = dict(table.services)
     load = Counter({url: 0 for url in worker_urls}) + Counter(entry.url for entry in services.values())
     for service in sorted({entry.service for entry in entries} - services.keys()):
