@@ -103,10 +103,12 @@ class ProcessGroup:
                     if _answers(client, component.health_url or ""):
                         pending.remove(component)
                 if pending and time.monotonic() > deadline:
-                    names = ", ".join(c.name for c in pending)
-                    raise StackStartError(
-                        f"not healthy after {timeout:.0f}s: {names} (logs in {self.log_dir})"
+                    tails = "\n".join(
+                        f"{c.name} ({c.health_url}), its last lines in {c.log_path}:\n"
+                        f"{log_tail(c.log_path, lines=10, since=c.log_start)}"
+                        for c in pending
                     )
+                    raise StackStartError(f"not healthy after {timeout:.0f}s:\n{tails}")
                 time.sleep(0.2)
 
     def check_alive(self) -> None:

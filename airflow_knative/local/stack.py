@@ -233,6 +233,9 @@ class LocalStack:
                 return set(self.dag_ids) <= dags and broken <= listed
 
             wait_until(folder_parsed, STARTUP_TIMEOUT, f"the DAGs in {config.dags_folder} to be parsed")
+            for dag_id in self.dag_ids:  # the API server loads each DAG once; a trigger then finds it
+                api.tasks(dag_id)
+            log_event(self, "stack_warm", warmed="dag_definitions", dag_ids=self.dag_ids)
         self.monitor = DagMonitor(config, self.report, dags, errors)
         self.monitor.start()
         log_event(self, "stack_up", dag_ids=sorted(dags), import_errors=sorted(errors), pid=os.getpid())

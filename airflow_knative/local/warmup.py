@@ -10,7 +10,11 @@ warm: workers pre-fork their pool before they report ready, and the first task o
 each worker parsed its DAG file as fast as later ones.
 
 So the stack sends that first request itself, with the Execution API version the
-task SDK speaks, before it reports "up".
+task SDK speaks, before it reports "up". The same logs showed the first trigger of
+a DAG taking about five times as long as later ones (the API server loads the
+DAG's definition once); the stack reads each DAG's tasks once for that reason
+(``LocalStack._wait_for_dags``). What stays on the first call is each DAG's first
+unpause by the gateway and the scheduler's first run of it.
 """
 
 from __future__ import annotations

@@ -28,8 +28,10 @@ def _execution_api_requests(running_stack: RunningStack) -> list[tuple[float, st
 
 def test_the_first_call_after_up_finds_everything_it_needs_warm(running_stack: RunningStack) -> None:
     (up,) = running_stack.stack_events("stack_up")
-    (warm,) = running_stack.stack_events("stack_warm")
-    assert warm["ts"] < up["ts"]
+    warmed = {event["warmed"]: event for event in running_stack.stack_events("stack_warm")}
+    assert set(warmed) == {"execution_api", "dag_definitions"}
+    assert all(event["ts"] < up["ts"] for event in warmed.values())
+    assert "compute_avg_distributed" in warmed["dag_definitions"]["dag_ids"]
 
     # The API server built its Execution API for the stack's own request, before "up", not for a task's.
     first_when, first_path = _execution_api_requests(running_stack)[0]
