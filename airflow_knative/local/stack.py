@@ -236,6 +236,11 @@ class LocalStack:
             for dag_id in self.dag_ids:  # the API server loads each DAG once; a trigger then finds it
                 api.tasks(dag_id)
             log_event(self, "stack_warm", warmed="dag_definitions", dag_ids=self.dag_ids)
+        for name, trace in sorted(errors.items()):
+            self.report(
+                f"{describe_import_error(name, trace)} (the stack runs without it; "
+                "Airflow lists it under Import errors)"
+            )
         self.monitor = DagMonitor(config, self.report, dags, errors)
         self.monitor.start()
         log_event(self, "stack_up", dag_ids=sorted(dags), import_errors=sorted(errors), pid=os.getpid())
@@ -258,18 +263,9 @@ class LocalStack:
                 f"    -d '{{\"input\": [1, 2, 3, 4]}}' {config.gateway_url}/runWorkflow/{first}",
                 f"Add, change or remove DAG files in {config.dags_folder} while it runs: "
                 "they are routed as Airflow parses them (within seconds).",
-                *self._import_error_lines(),
                 "Press Ctrl-C to stop.",
             ]
         )
-
-    def _import_error_lines(self) -> list[str]:
-        errors = self.monitor.import_errors if self.monitor else self.scan.errors
-        return [
-            f"  {describe_import_error(name, trace)} (the stack runs without it; "
-            "Airflow lists it under Import errors)"
-            for name, trace in sorted(errors.items())
-        ]
 
 
 def run_until_interrupted(args: argparse.Namespace) -> int:
