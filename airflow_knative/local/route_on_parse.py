@@ -6,7 +6,9 @@ Airflow calls the policy for every DAG it parses, *before* it stores the DAG, so
 by the time a new or changed DAG can be triggered its routes are in the table the
 executor re-reads. No restart, and no window in which a run fails for want of a
 route. A task with an invalid ``executor_config`` raises here, which Airflow shows
-as the file's import error.
+as the file's import error. Airflow re-parses every file every few seconds; a DAG
+is routed again only when its tasks or services changed
+(:func:`~airflow_knative.local.routing.route_parsed_dag`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from airflow_knative.local.routing import update_routing_file, with_dag
+from airflow_knative.local.routing import route_parsed_dag
 from generator.inventory import dag_entries
 
 #: Worker URLs (comma-separated) the DAG processor routes new services to; set only for it.
@@ -37,8 +39,7 @@ def dag_policy(dag: Any) -> None:
     routing_file = os.environ.get(ROUTING_FILE_ENV)
     if not urls or not routing_file:
         return
-    entries = dag_entries(dag)
-    update_routing_file(Path(routing_file), lambda table: with_dag(table, dag.dag_id, entries, urls))
+    route_parsed_dag(Path(routing_file), dag.dag_id, dag_entries(dag), urls)
 
 
 def write_settings_module(folder: Path) -> Path:

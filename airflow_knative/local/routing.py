@@ -10,6 +10,8 @@ those processes never undo each other's changes.
 from __future__ import annotations
 
 import fcntl
+import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -38,11 +40,32 @@ def _tasks_by_dag(entries: Iterable[TaskEntry]) -> dict[str, dict[str, str]]:
 
 
 def write_local_routing(entries: list[TaskEntry], worker_urls: list[str], path: Path) -> RoutingTable:
-    """Build and write the table; return it."""
+    """Build and write the whole table at start-up (forgetting which DAGs were routed on parse)."""
     table = build_local_routing(entries, worker_urls)
     with _locked(path):
         write_routing_table(table, path)
+        _parsed_file(path).unlink(missing_ok=True)
     return table
+
+
+def route_parsed_dag(path: Path, dag_id: str, entries: list[TaskEntry], worker_urls: list[str]) -> bool:
+    """Route a DAG the DAG processor parsed, once per set of (task, service); True if the file changed.
+
+    Airflow re-parses every file every few seconds. Only a DAG that is new, or whose
+    tasks or services changed, is routed again: a route someone removed from the
+    file by hand stays removed until the DAG itself changes.
+    """
+    fingerprint = json.dumps(sorted((entry.task_id, entry.service) for entry in entries))
+    with _locked(path):
+        parsed = _read_parsed(path)
+        if parsed.get(dag_id) == fingerprint and path.exists():
+            return False
+        current = load_routing_table(path) if path.exists() else RoutingTable()
+        updated = with_dag(current, dag_id, entries, worker_urls)
+        if updated != current:
+            write_routing_table(updated, path)
+        _write_parsed(path, {**parsed, dag_id: fingerprint})
+        return updated != current
 
 
 def with_dag(
@@ -81,14 +104,40 @@ def _pruned(table: RoutingTable) -> RoutingTable:
 
 
 def update_routing_file(path: Path, change: Callable[[RoutingTable], RoutingTable]) -> bool:
-    """Apply ``change`` to the file's table under the routing lock; write only if it changed."""
+    """Apply ``change`` to the file's table under the routing lock; write only if it changed.
+
+    DAGs whose routes the change drops are forgotten as parsed, so their next parse routes them again.
+    """
     with _locked(path):
         current = load_routing_table(path) if path.exists() else RoutingTable()
         updated = change(current)
         if updated == current:
             return False
         write_routing_table(updated, path)
+        parsed = _read_parsed(path)
+        if parsed.keys() - updated.tasks.keys():
+            _write_parsed(path, {dag_id: fp for dag_id, fp in parsed.items() if dag_id in updated.tasks})
         return True
+
+
+def _parsed_file(path: Path) -> Path:
+    """Which DAGs the DAG processor routed, with what: kept beside the routing file."""
+    return path.with_name(path.name + ".parsed.json")
+
+
+def _read_parsed(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(_parsed_file(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(key): str(value) for key, value in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_parsed(path: Path, parsed: dict[str, str]) -> None:
+    target = _parsed_file(path)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(parsed, sort_keys=True))
+    os.replace(tmp, target)
 
 
 @contextmanager

@@ -20,7 +20,13 @@ from airflow_knative.local.dag_monitor import DagMonitor, error_summary
 from airflow_knative.local.instance_lock import InstanceLock, StackAlreadyRunning
 from airflow_knative.local.preflight import PortsUnavailable, check_ports
 from airflow_knative.local.processes import log_size, log_tail
-from airflow_knative.local.routing import update_routing_file, with_dag, without_dags
+from airflow_knative.local.routing import (
+    route_parsed_dag,
+    update_routing_file,
+    with_dag,
+    without_dags,
+    write_local_routing,
+)
 from airflow_knative.routing import RoutingTable, ServiceEntry, load_routing_table, write_routing_table
 from airflow_knative.task_config import KnativeTaskConfig
 from generator.inventory import TaskEntry
@@ -184,6 +190,30 @@ def test_update_writes_only_when_the_table_changes(tmp_path: Path) -> None:
     assert update_routing_file(path, lambda t: with_dag(t, "a", [_entry("a", "t")], WORKERS)) is False
     assert path.stat().st_mtime_ns == written
     assert load_routing_table(path).tasks == {"a": {"t": "a-t"}}
+
+
+def test_a_parsed_dag_is_routed_once_per_version_of_its_tasks(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    write_local_routing([], WORKERS, path)
+    assert route_parsed_dag(path, "d", [_entry("d", "t")], WORKERS) is True
+    assert route_parsed_dag(path, "d", [_entry("d", "t")], WORKERS) is False  # Airflow's periodic re-parse
+
+    # A route removed by hand stays removed while the DAG's tasks stay the same ...
+    table = load_routing_table(path)
+    write_routing_table(RoutingTable(services=table.services, tasks={}), path)
+    assert route_parsed_dag(path, "d", [_entry("d", "t")], WORKERS) is False
+    assert "d" not in load_routing_table(path).tasks
+    # ... and comes back when they change.
+    assert route_parsed_dag(path, "d", [_entry("d", "t"), _entry("d", "u")], WORKERS) is True
+    assert set(load_routing_table(path).tasks["d"]) == {"t", "u"}
+
+
+def test_a_dag_whose_routes_were_dropped_is_routed_again_on_its_next_parse(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    route_parsed_dag(path, "d", [_entry("d", "t")], WORKERS)
+    update_routing_file(path, lambda table: without_dags(table, ["d"]))  # the monitor saw it gone
+    assert route_parsed_dag(path, "d", [_entry("d", "t")], WORKERS) is True  # its file came back
+    assert "d" in load_routing_table(path).tasks
 
 
 # ------------------------------------------------------------------ the DAG monitor
