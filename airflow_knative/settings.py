@@ -14,6 +14,9 @@ from typing import Any
 
 SECTION = "knative_executor"
 
+#: Options without a usable default: the executor does not start without them.
+REQUIRED_OPTIONS = ("routing_file", "secret_file")
+
 
 def _option(default: Any, doc: str) -> Any:
     return field(default=default, metadata={"doc": doc})
@@ -29,10 +32,18 @@ class ExecutorSettings:
     accept_timeout: float = _option(
         300.0,
         "Seconds to wait for `accepted` once a request is sent; covers a Knative cold start, "
-        "during which the activator holds the request. Not retried: the worker may hold the task.",
+        "during which the activator holds the request. Not retried: the worker may hold the task. "
+        "Never waits past the workload token's expiry minus `token_margin`.",
     )
     dispatch_deadline: float = _option(
-        300.0, "Seconds to keep retrying a task that no worker has accepted (cold starts, 429/5xx)."
+        300.0,
+        "Seconds to keep retrying a task that no worker has accepted (cold starts, 429/5xx). "
+        "Never retries past the workload token's expiry minus `token_margin`.",
+    )
+    token_margin: float = _option(
+        30.0,
+        "Seconds before the workload's token expires (Airflow issues it for [scheduler] "
+        "task_queued_timeout) after which no worker is asked to start the task any more.",
     )
     retry_initial_backoff: float = _option(0.05, "First retry wait in seconds; doubles, with jitter.")
     retry_max_backoff: float = _option(5.0, "Longest single retry wait in seconds.")
@@ -44,6 +55,22 @@ class ExecutorSettings:
     )
     inline_cache_max_bytes: int = _option(
         64 * 1024 * 1024, "Memory the executor may keep for return values it may send downstream."
+    )
+    inline_wait_timeout: float = _option(
+        5.0,
+        "Seconds a task waits for an upstream's `finished` event when Airflow already recorded "
+        "that upstream's end, so its value travels inline instead of via the API.",
+    )
+    watch_interval: float = _option(
+        5.0,
+        "Seconds between database checks of tasks the executor no longer streams (adopted from "
+        "another scheduler, or whose stream broke) until Airflow records their end.",
+    )
+    watch_batch_size: int = _option(500, "Most watched tasks read from the database in one check.")
+    callback_service: str = _option(
+        "",
+        "Service that runs executor callbacks (deadline alerts) and connection tests; empty: a service "
+        "of the callback's DAG, else the first service of the routing file.",
     )
 
     @property
@@ -76,7 +103,7 @@ def load_settings() -> ExecutorSettings:
         except ValueError as exc:
             raise SettingsError(f"[{SECTION}] {spec.name} = {raw!r}: {exc}") from exc
     settings = ExecutorSettings(**values)
-    for required in ("routing_file", "secret_file"):
+    for required in REQUIRED_OPTIONS:
         if not getattr(settings, required):
             raise SettingsError(
                 f"[{SECTION}] {required} is not set: set it in airflow.cfg or as "

@@ -13,13 +13,20 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import httpx
 from pydantic import ValidationError
 
 from airflow_knative.events import log_event
-from airflow_knative.executor.result_cache import ResultCache
+from airflow_knative.executor.inline_values import (
+    OpenStreams,
+    UpstreamTries,
+    load_upstream_tries,
+    wait_for_all,
+)
+from airflow_knative.executor.result_cache import ResultCache, ValueKey
 from airflow_knative.executor.retry_policy import (
     AcceptTimeoutError,
     NotAcceptedError,
@@ -27,7 +34,9 @@ from airflow_knative.executor.retry_policy import (
     StreamBrokenError,
     dispatch_retrying,
     parse_retry_after,
+    seconds_left,
 )
+from airflow_knative.executor.task_log import write_task_log_reason
 from airflow_knative.executor.upstream import UpstreamIndex, UpstreamMap, load_upstream_map
 from airflow_knative.protocol import (
     RETRYABLE_STATUS,
@@ -36,6 +45,7 @@ from airflow_knative.protocol import (
     WORKLOAD_PATH,
     AcceptedEvent,
     FinishedEvent,
+    InlineXCom,
     encode_dispatch_request,
 )
 from airflow_knative.routing import Router, RoutingError, RoutingFileError
@@ -44,6 +54,7 @@ from airflow_knative.task_config import InvalidTaskConfigError
 
 if TYPE_CHECKING:
     from airflow.executors.workloads import ExecuteTask
+    from airflow.executors.workloads.types import WorkloadKey
     from airflow.models.taskinstancekey import TaskInstanceKey
 
 log = logging.getLogger("airflow_knative.executor")
@@ -57,12 +68,20 @@ class DispatchOutcome:
     """What the scheduler should be told about one workload.
 
     ``lost`` means the worker accepted the task and the connection broke: the
-    executor stops tracking it and Airflow's heartbeat checks decide its state.
+    task may still run, so the executor keeps its slot and watches the task
+    instance (``ti_id``) in the database until Airflow records its end (the task
+    itself, or Airflow's task heartbeat timeout).
     """
 
-    key: TaskInstanceKey
+    key: WorkloadKey  # a TaskInstanceKey; a CallbackKey or ConnectionTestKey for side workloads
     state: Literal["success", "failed", "lost"]
     info: str | None = None
+    ti_id: str | None = None
+
+
+def _value_key(workload: ExecuteTask) -> ValueKey:
+    ti = workload.ti
+    return (ti.dag_id, ti.run_id, ti.task_id, ti.map_index if ti.map_index is not None else -1)
 
 
 def outcome_state(finished: FinishedEvent) -> Literal["success", "failed"]:
@@ -83,6 +102,8 @@ class Dispatcher:
         max_connections: int | None,
         on_outcome: Callable[[DispatchOutcome], None],
         upstream_loader: Callable[[str], UpstreamMap] = load_upstream_map,
+        tries_loader: Callable[[str, str, frozenset[str]], UpstreamTries] = load_upstream_tries,
+        task_log_folder: Path | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -92,6 +113,10 @@ class Dispatcher:
         self._max_connections = max_connections
         self._upstream = UpstreamIndex()
         self._upstream_loader = upstream_loader
+        self._tries_loader = tries_loader
+        self._task_log_folder = task_log_folder
+        self._open = OpenStreams()
+        self._by_key: dict[TaskInstanceKey, asyncio.Task[None]] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="knative-dispatcher", daemon=True)
         self._client: httpx.AsyncClient | None = None
@@ -108,6 +133,21 @@ class Dispatcher:
         """Hand one workload to the loop and return at once."""
         payload = workload.model_dump_json()
         self._loop.call_soon_threadsafe(self._spawn, workload, payload)
+
+    def revoke(self, key: TaskInstanceKey) -> None:
+        """Stop dispatching ``key`` (retrying or streaming) without reporting an outcome.
+
+        For Airflow's stuck-in-queued handling (``revoke_task``). Once a worker
+        accepted the task, closing the stream does not stop it there: the task's
+        own Execution API calls are refused once Airflow moved the task instance on.
+        """
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._cancel, key)
+
+    def _cancel(self, key: TaskInstanceKey) -> None:
+        task = self._by_key.pop(key, None)
+        if task is not None:
+            task.cancel()
 
     def stop(self, timeout: float = 10.0) -> int:
         """Stop dispatching; return how many tasks were still in flight (retrying or streaming)."""
@@ -141,51 +181,115 @@ class Dispatcher:
     def _spawn(self, workload: ExecuteTask, payload: str) -> None:
         task = self._loop.create_task(self._dispatch(workload, payload))
         self._in_flight.add(task)
+        self._by_key[workload.ti.key] = task
         task.add_done_callback(self._in_flight.discard)
+        task.add_done_callback(lambda _: self._forget_task(workload.ti.key, task))
+
+    def _forget_task(self, key: TaskInstanceKey, task: asyncio.Task[None]) -> None:
+        if self._by_key.get(key) is task:
+            del self._by_key[key]
 
     async def _dispatch(self, workload: ExecuteTask, payload: str) -> None:
+        """Run one workload to its outcome; whatever goes wrong, exactly one outcome is reported."""
+        ti = workload.ti
+        value_key = _value_key(workload)
+        # A new try of this task instance: whatever it returned before is no longer its value.
+        self.results.forget(value_key)
+        ended = self._open.begin(value_key, ti.try_number)
+        outcome: DispatchOutcome | None = None
+        try:
+            outcome = await self._run(workload, payload)
+        except asyncio.CancelledError:
+            log.warning("executor stopped while %s ran; Airflow's task heartbeats decide its state", ti.key)
+            raise
+        except Exception as exc:  # never leave a task in the running set without an outcome
+            log.exception("dispatching %s failed unexpectedly", ti.key)
+            outcome = DispatchOutcome(ti.key, "failed", f"{type(exc).__name__}: {exc}", ti_id=str(ti.id))
+            await self._note_in_task_log(
+                workload, f"airflow-knative could not dispatch this task: {outcome.info}"
+            )
+        finally:
+            self._open.end(value_key, ended)
+            if outcome is not None:
+                self.on_outcome(outcome)
+
+    async def _run(self, workload: ExecuteTask, payload: str) -> DispatchOutcome:
         ti = workload.ti
         key = ti.key
         try:
-            url = self.router.url_for(ti.dag_id, ti.task_id, ti.executor_config)
+            url = await self._route(workload)
         except (RoutingError, RoutingFileError, InvalidTaskConfigError) as exc:
             log.error("cannot route task %s: %s", key, exc)
-            self.on_outcome(DispatchOutcome(key, "failed", str(exc)))
-            return
-        inline = self.results.inline_for(
-            ti.dag_id, ti.run_id, (await self._upstream_of(workload)), self.settings.inline_max_bytes
-        )
+            await self._note_in_task_log(workload, f"airflow-knative did not run this task: {exc}")
+            return DispatchOutcome(key, "failed", str(exc), ti_id=str(ti.id))
+        inline = await self._inline_values(workload)
         body = encode_dispatch_request(payload, inline)
         dispatched_at = time.time()
         try:
-            finished = await self._send(url, body, key)
-        except asyncio.CancelledError:
-            log.warning("executor stopped while %s ran; Airflow's task heartbeats decide its state", key)
-            raise
+            finished = await self._send(url, body, key, workload.token)
         except StreamBrokenError as exc:
             log.warning(
-                "connection to %s broke after it accepted %s (%s); not resending: the outcome is left "
-                "to Airflow's task heartbeats",
+                "connection to %s broke after 'accepted' of %s (%s); not resending: the executor keeps the "
+                "slot and watches the task's state in the database, Airflow's task heartbeats decide it",
                 url,
                 key,
                 exc,
             )
-            self.on_outcome(DispatchOutcome(key, "lost", str(exc)))
-            return
+            return DispatchOutcome(key, "lost", str(exc), ti_id=str(ti.id))
         except (NotAcceptedError, RejectedError, AcceptTimeoutError) as exc:
             message = f"task {key} was not run by {url}: {exc}"
             log.error(message)
-            self.on_outcome(DispatchOutcome(key, "failed", message))
-            return
-        except Exception as exc:  # never leave a task in the running set without an outcome
-            log.exception("dispatching %s to %s failed unexpectedly", key, url)
-            self.on_outcome(DispatchOutcome(key, "failed", f"{type(exc).__name__}: {exc}"))
-            return
+            await self._note_in_task_log(
+                workload, f"airflow-knative: no worker ran this task ({type(exc).__name__}): {message}"
+            )
+            return DispatchOutcome(key, "failed", message, ti_id=str(ti.id))
         if finished.has_return_value:
-            map_index = ti.map_index if ti.map_index is not None else -1
-            self.results.put((ti.dag_id, ti.run_id, ti.task_id, map_index), finished.return_value)
+            self.results.put(_value_key(workload), finished.return_value, ti.try_number)
         self._log_timings(workload, url, dispatched_at, len(inline), finished)
-        self.on_outcome(DispatchOutcome(key, outcome_state(finished), finished.error))
+        return DispatchOutcome(key, outcome_state(finished), finished.error, ti_id=str(ti.id))
+
+    async def _route(self, workload: ExecuteTask) -> str:
+        """Resolve the task's URL; a changed routing file is parsed in a thread, never on this loop."""
+        if self.router.changed():
+            await asyncio.to_thread(self.router.refresh)
+        ti = workload.ti
+        return self.router.url_for(ti.dag_id, ti.task_id, ti.executor_config, reload=False)
+
+    async def _inline_values(self, workload: ExecuteTask) -> list[InlineXCom]:
+        """The upstream values to send with the task: only the current try's, never a stale one."""
+        ti = workload.ti
+        upstream = await self._upstream_of(workload)
+        if not upstream or not (
+            self.results.has_values(ti.dag_id, ti.run_id) or self._open.any_of(ti.dag_id, ti.run_id, upstream)
+        ):
+            return []
+        try:
+            tries = await asyncio.to_thread(self._tries_loader, ti.dag_id, ti.run_id, upstream)
+        except Exception:  # inline values are an optimisation: without them tasks read via the API
+            log.warning(
+                "cannot read the upstream tries of %s; sending no inline values", ti.key, exc_info=True
+            )
+            return []
+        finishing = self._open.finishing(ti.dag_id, ti.run_id, upstream, tries)
+        if finishing and not await wait_for_all(finishing, self.settings.inline_wait_timeout):
+            log.info(
+                "upstream of %s still streaming after %ss; its value goes via the API",
+                ti.key,
+                self.settings.inline_wait_timeout,
+            )
+        return self.results.inline_for(
+            ti.dag_id,
+            ti.run_id,
+            upstream,
+            self.settings.inline_max_bytes,
+            {k: v.try_number for k, v in tries.items()},
+        )
+
+    async def _note_in_task_log(self, workload: ExecuteTask, message: str) -> None:
+        """Put the reason a task did not run into its Airflow task log (see :mod:`task_log`)."""
+        if self._task_log_folder is None or not workload.log_path:
+            return
+        await asyncio.to_thread(write_task_log_reason, self._task_log_folder, workload.log_path, message)
 
     async def _upstream_of(self, workload: ExecuteTask) -> frozenset[str]:
         version = str(workload.ti.dag_version_id)
@@ -195,30 +299,48 @@ class Dispatcher:
             self._upstream.remember(version, upstream)
         return upstream.get(workload.ti.task_id, frozenset())
 
-    async def _send(self, url: str, body: bytes, key: TaskInstanceKey) -> FinishedEvent:
+    async def _send(self, url: str, body: bytes, key: TaskInstanceKey, token: str) -> FinishedEvent:
+        """Send until a worker accepts, within ``dispatch_deadline`` and the workload token's life.
+
+        Airflow issues the workload's token for ``[scheduler] task_queued_timeout``;
+        a worker that starts the task after it expired could not even report it
+        running. So neither the retries nor the wait for ``accepted`` go past its
+        expiry minus ``token_margin``.
+        """
         settings = self.settings
+        token_left = seconds_left(token, settings.token_margin)
+        if token_left is not None and token_left <= 0:
+            raise RejectedError(
+                f"the workload's token expires in less than token_margin={settings.token_margin}s; "
+                "not asking a worker to start the task (raise [scheduler] task_queued_timeout?)"
+            )
+        loop = asyncio.get_running_loop()
+        token_limit = None if token_left is None else loop.time() + token_left
 
         def before_sleep(state: object) -> None:
-            log.info(
-                "worker %s did not take %s yet (%s); retrying", url, key, getattr(state, "outcome", None)
-            )
+            outcome = getattr(state, "outcome", None)
+            error = outcome.exception() if outcome is not None else None
+            log.info("worker %s did not take %s (before 'accepted': %s); sending again", url, key, error)
 
         retrying = dispatch_retrying(
-            deadline=settings.dispatch_deadline,
+            deadline=settings.dispatch_deadline
+            if token_left is None
+            else min(settings.dispatch_deadline, token_left),
             initial_backoff=settings.retry_initial_backoff,
             max_backoff=settings.retry_max_backoff,
             before_sleep=before_sleep,
         )
         async for attempt in retrying:
             with attempt:
-                return await self._attempt(url, body)
+                return await self._attempt(url, body, token_limit)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    async def _attempt(self, url: str, body: bytes) -> FinishedEvent:
+    async def _attempt(self, url: str, body: bytes, token_limit: float | None = None) -> FinishedEvent:
         """Send once; raise NotAcceptedError only while nothing can have started the task.
 
         ``accept_timeout`` bounds everything up to the ``accepted`` event, response
-        headers included (a cold start behind Knative's activator delays both).
+        headers included (a cold start behind Knative's activator delays both); so
+        does ``token_limit`` (loop time), the workload token's usable end.
         """
         assert self._client is not None
         headers = {SECRET_HEADER: self._secret, "Content-Type": "application/json"}
@@ -226,11 +348,15 @@ class Dispatcher:
             "POST", url.rstrip("/") + WORKLOAD_PATH, content=body, headers=headers
         )
         accept_by = asyncio.get_running_loop().time() + self.settings.accept_timeout
+        if token_limit is not None:
+            accept_by = min(accept_by, token_limit)
         try:
             async with asyncio.timeout_at(accept_by):
                 response = await self._client.send(request, stream=True)
         except TimeoutError as exc:
-            raise AcceptTimeoutError(f"no answer within {self.settings.accept_timeout}s") from exc
+            raise AcceptTimeoutError(
+                f"no answer within {self.settings.accept_timeout}s (or before the workload token expired)"
+            ) from exc
         except httpx.TransportError as exc:
             # Before response headers the worker has not begun the task (it submits only
             # while streaming), so a transport error here is safe to retry.
@@ -257,7 +383,9 @@ class Dispatcher:
         except TimeoutError as exc:
             raise AcceptTimeoutError(f"no 'accepted' within {self.settings.accept_timeout}s") from exc
         except (httpx.TransportError, StopAsyncIteration) as exc:
-            raise StreamBrokenError(f"stream ended before 'accepted': {exc!r}") from exc
+            # Workers start a workload only after sending 'accepted', and Airflow's Execution
+            # API refuses to start one try twice: sending again cannot run the task twice.
+            raise NotAcceptedError(f"connection broke before 'accepted', nothing ran: {exc!r}") from exc
         try:
             event = STREAM_EVENT_ADAPTER.validate_json(first)
         except ValidationError as exc:
@@ -308,3 +436,32 @@ class Dispatcher:
             exit_code=finished.exit_code,
             worker_timings=finished.timings.model_dump(),
         )
+
+    # -- callbacks and connection tests (see executor/side_workloads.py) -------------------
+
+    def submit_side(self, key: WorkloadKey, payload: str, token: str, url_of: Callable[[], str]) -> None:
+        """Hand a callback or connection-test workload to the loop; ``url_of`` names its worker."""
+        self._loop.call_soon_threadsafe(self._spawn_side, key, payload, token, url_of)
+
+    def _spawn_side(self, key: WorkloadKey, payload: str, token: str, url_of: Callable[[], str]) -> None:
+        task = self._loop.create_task(self._dispatch_side(key, payload, token, url_of))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _dispatch_side(
+        self, key: WorkloadKey, payload: str, token: str, url_of: Callable[[], str]
+    ) -> None:
+        """Send without inline values; every error becomes a failed outcome (the scheduler must go on)."""
+        url = "(unrouted)"
+        try:
+            url = await asyncio.to_thread(url_of)
+            body = encode_dispatch_request(payload, [])
+            finished = await self._send(url, body, key, token)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = f"{key} did not run on {url}: {type(exc).__name__}: {exc}"
+            log.error(message)
+            self.on_outcome(DispatchOutcome(key, "failed", message))
+            return
+        self.on_outcome(DispatchOutcome(key, outcome_state(finished), finished.error))

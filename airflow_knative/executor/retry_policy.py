@@ -9,6 +9,9 @@ broken connection is reported, never retried.
 
 from __future__ import annotations
 
+import base64
+import json
+import time
 from typing import Any
 
 from tenacity import (
@@ -48,6 +51,26 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def token_expires_at(token: str) -> float | None:
+    """Return a JWT's ``exp`` claim (epoch seconds), read without verifying; None if it has none.
+
+    Only the expiry is needed here, to stop dispatching before the worker's token
+    is useless; the Execution API verifies the token itself.
+    """
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
+
+
+def seconds_left(token: str, margin: float) -> float | None:
+    """Seconds until ``margin`` seconds before the token expires (negative once past); None if unknown."""
+    expires_at = token_expires_at(token)
+    return None if expires_at is None else expires_at - margin - time.time()
 
 
 class WaitHonouringRetryAfter(wait_exponential_jitter):

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from airflow_knative.gateway.auth import BasicCredentials, CacheKey, TokenCache
+from airflow_knative.gateway.login_guard import LoginGuard
 
 API = "/api/v2"
 TOKEN_PATH = "/auth/token"
@@ -52,6 +53,17 @@ class AirflowUnreachable(AirflowApiError):
 
 class CredentialsRejected(AirflowApiError):
     """Airflow refused the caller's user and password, or the token they bought."""
+
+
+class LoginsThrottled(AirflowApiError):
+    """Too many failed logins from this client or for this user: not asking Airflow for now."""
+
+    def __init__(self, retry_after: float, username: str) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"too many failed logins from this address or for user {username!r}; "
+            f"try again in {retry_after:g} s"
+        )
 
 
 class AirflowForbidden(AirflowApiError):
@@ -205,7 +217,13 @@ class AirflowApi:
 
     http: httpx.AsyncClient
     tokens: TokenCache
+    #: Negative cache and failure limits for logins (see login_guard.py).
+    guard: LoginGuard = field(default_factory=LoginGuard)
+    #: Logins in flight at once; keep it below the connection limit so callers with a
+    #: cached token always find a free Airflow connection.
+    max_concurrent_logins: int = 5
     _exchanges: dict[CacheKey, asyncio.Future[str]] = field(default_factory=dict, init=False)
+    _login_slots: asyncio.Semaphore | None = field(default=None, init=False)
 
     @property
     def base_url(self) -> str:
@@ -226,6 +244,14 @@ class AirflowApi:
         cached = self.tokens.get(key)
         if cached is not None:
             return cached, True
+        verdict = self.guard.check(credentials, credentials.client)
+        if verdict.rejected:
+            raise CredentialsRejected(
+                f"Airflow rejected the credentials of user {credentials.username!r} "
+                f"(a moment ago; not asked again for {self.guard.rejected_ttl:g} s)"
+            )
+        if verdict.retry_after is not None:
+            raise LoginsThrottled(verdict.retry_after, credentials.username)
         pending = self._exchanges.get(key)
         if pending is None:
             pending = asyncio.ensure_future(self._exchange(credentials))
@@ -243,9 +269,14 @@ class AirflowApi:
         """``POST /auth/token``: the caller's user and password for an API token."""
         what = f"log in as {credentials.username}"
         body = {"username": credentials.username, "password": credentials.password}
-        response = await self.send("POST", TOKEN_PATH, what, json=body)
+        if self._login_slots is None:
+            self._login_slots = asyncio.Semaphore(max(1, self.max_concurrent_logins))
+        async with self._login_slots:
+            response = await self.send("POST", TOKEN_PATH, what, json=body)
         if response.status_code in (400, 401, 403):
+            self.guard.failed(credentials, credentials.client)
             raise CredentialsRejected(f"Airflow rejected the credentials of user {credentials.username!r}")
+        self.guard.succeeded(credentials)
         if response.status_code not in (200, 201):
             raise AirflowBadResponse(what, response.status_code, _detail(response))
         token = _json_object(response, what).get("access_token")

@@ -12,6 +12,7 @@ lifespan), so any number of waiting calls cost sockets and timers, not threads.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -74,9 +75,11 @@ def _workflows(request: Request) -> WorkflowService:
 def _credentials(request: Request) -> BasicCredentials:
     """The caller's Basic credentials, or 401 with the Basic challenge."""
     try:
-        return parse_basic_authorization(request.headers.get("authorization"))
+        credentials = parse_basic_authorization(request.headers.get("authorization"))
     except InvalidAuthorization as exc:
         raise unauthorized(str(exc)) from None
+    client = request.client.host if request.client else ""
+    return dataclasses.replace(credentials, client=client)
 
 
 def _session(request: Request, log: CallLog) -> AirflowSession:
@@ -219,7 +222,11 @@ def create_app(settings: GatewaySettings) -> Starlette:
         async with httpx.AsyncClient(
             base_url=settings.airflow_url, timeout=httpx.Timeout(settings.airflow_timeout), limits=limits
         ) as http:
-            api = AirflowApi(http=http, tokens=TokenCache(settings.token_ttl))
+            api = AirflowApi(
+                http=http,
+                tokens=TokenCache(settings.token_ttl),
+                max_concurrent_logins=max(1, settings.airflow_max_connections // 2),
+            )
             app.state.workflows = WorkflowService(api, settings)
             yield
 

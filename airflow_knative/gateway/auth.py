@@ -38,6 +38,8 @@ class BasicCredentials:
 
     username: str
     password: str = field(repr=False)
+    #: The caller's address, for the login failure limits (not part of the cache key).
+    client: str = field(default="", compare=False)
 
     @property
     def cache_key(self) -> CacheKey:

@@ -6,6 +6,7 @@ The rule for callers: the status code says who should act (4xx: the caller,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from airflow_knative.gateway.airflow_api import (
     AirflowNotFound,
     AirflowUnreachable,
     CredentialsRejected,
+    LoginsThrottled,
 )
 from airflow_knative.gateway.auth import WWW_AUTHENTICATE
 
@@ -53,12 +55,16 @@ def unauthorized(message: str) -> GatewayError:
     return GatewayError(401, message, headers={"WWW-Authenticate": WWW_AUTHENTICATE})
 
 
-def from_airflow(exc: AirflowApiError, *, not_found: GatewayError | None = None) -> GatewayError:
+def from_airflow(  # noqa: PLR0911  # one return per kind of failure
+    exc: AirflowApiError, *, not_found: GatewayError | None = None
+) -> GatewayError:
     """Map an Airflow API failure to the gateway's answer.
 
     ``not_found`` is the answer for a 404, which only the caller knows how to phrase
     (unknown DAG, unknown run...); without it a 404 is an unexpected answer (502).
     """
+    if isinstance(exc, LoginsThrottled):
+        return GatewayError(429, str(exc), headers={"Retry-After": f"{math.ceil(exc.retry_after)}"})
     if isinstance(exc, CredentialsRejected):
         return unauthorized(f"{exc}: check the user name and password sent with HTTP Basic auth")
     if isinstance(exc, AirflowForbidden):

@@ -42,6 +42,10 @@ class StackConfig:
     admin_user: str
     admin_password: str
     parallelism: int
+    #: Seconds without a task heartbeat before the scheduler fails the task instance
+    #: (``[scheduler] task_instance_heartbeat_timeout``); None keeps Airflow's 300.
+    #: The fault tests lower it to see a killed worker's task retried quickly.
+    task_heartbeat_timeout: int | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> StackConfig:
@@ -131,8 +135,19 @@ def airflow_environment(config: StackConfig) -> dict[str, str]:
         "AIRFLOW__API__SECRET_KEY": stored_secret(config.secrets_dir / "api_secret_key"),
         "AIRFLOW__API__BASE_URL": config.api_url,
         **_database_settings(config.database_url),
+        **_heartbeat_settings(config.task_heartbeat_timeout),
         "AIRFLOW__KNATIVE_EXECUTOR__ROUTING_FILE": str(config.routing_file),
         "AIRFLOW__KNATIVE_EXECUTOR__SECRET_FILE": str(worker_secret_file(config)),
+    }
+
+
+def _heartbeat_settings(timeout: int | None) -> dict[str, str]:
+    """A lowered heartbeat timeout, checked often enough to matter (Airflow checks every 10 s)."""
+    if timeout is None:
+        return {}
+    return {
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(timeout),
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "1",
     }
 
 

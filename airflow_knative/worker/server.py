@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any, Protocol
 
 import uvicorn
 from pydantic import ValidationError
@@ -38,11 +40,12 @@ from airflow_knative.protocol import (
     DispatchRequest,
     FinishedEvent,
     HeartbeatEvent,
+    TaskTimings,
     encode_event,
 )
 from airflow_knative.settings import SettingsError, read_secret
-from airflow_knative.worker.task_pool import TaskPool
-from airflow_knative.worker.workloads import UnsupportedWorkloadError, parse_execute_task
+from airflow_knative.worker.task_pool import PoolStatus, TaskPool
+from airflow_knative.worker.workloads import UnsupportedWorkloadError, parse_workload, workload_ids
 
 log = logging.getLogger("airflow_knative.worker")
 
@@ -58,24 +61,103 @@ class WorkerSettings:
     execution_api_url: str
     concurrency: int
     heartbeat_interval: float
+    grace_period: float = 300.0
+
+
+class Pool(Protocol):
+    """What the server needs of its task pool (:class:`TaskPool`; unit tests pass a fake)."""
+
+    def start(self) -> list[int]:
+        """Fork the pool processes; return their pids."""
+
+    async def run(self, request_json: bytes, server: str, received_at: float) -> dict[str, Any]:
+        """Run one workload to its end; return a FinishedEvent dict."""
+
+    async def shutdown(self, timeout: float) -> None:
+        """Let running workloads finish within ``timeout``, then stop."""
+
+    def status(self) -> PoolStatus:
+        """The pool's health, for the probes."""
 
 
 @dataclass
 class WorkerState:
-    """Mutable state of one worker process, owned by the event loop."""
+    """Mutable state of one worker process, owned by the event loop.
+
+    ``in_flight`` counts slots: taken when a workload is admitted, given back when
+    its task process has ended (or when it never started because the stream died
+    before ``accepted``), never merely because a stream was dropped.
+    """
 
     settings: WorkerSettings
-    pool: TaskPool
+    pool: Pool
     in_flight: int = 0
     draining: bool = False
     ready: bool = False
+    jobs: set[asyncio.Task[FinishedEvent]] = field(default_factory=set)
+
+
+class Slot:
+    """One admitted workload's claim on a concurrency slot, released exactly once."""
+
+    def __init__(self, state: WorkerState) -> None:
+        self._state = state
+        self._held = True
+        self._owned_by_job = False
+        state.in_flight += 1
+
+    def release(self) -> None:
+        """Give the slot back (idempotent)."""
+        if self._held:
+            self._held = False
+            self._state.in_flight -= 1
+
+    def run_job(self, job: Coroutine[Any, Any, FinishedEvent]) -> asyncio.Task[FinishedEvent]:
+        """Start the workload's job; from now on the slot is released when the job ends, not the stream."""
+        task = asyncio.get_running_loop().create_task(job)
+        self._state.jobs.add(task)
+
+        def done(finished: asyncio.Task[FinishedEvent]) -> None:
+            self._state.jobs.discard(finished)
+            self.release()
+
+        task.add_done_callback(done)
+        self._owned_by_job = True
+        return task
+
+    @property
+    def owned_by_job(self) -> bool:
+        """True once a job holds the slot."""
+        return self._owned_by_job
+
+
+class SlotStreamingResponse(StreamingResponse):
+    """A stream that gives its slot back if it ends before the job started.
+
+    Starlette may never start the body iterator (the client left before the
+    response began), so the generator's ``finally`` cannot be trusted to do it.
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], slot: Slot) -> None:
+        super().__init__(content, media_type=STREAM_MEDIA_TYPE)
+        self.slot = slot
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Serve the stream; release the slot afterwards unless a job holds it."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self.slot.owned_by_job:
+                self.slot.release()
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-async def _admit(request: Request, state: WorkerState) -> tuple[bytes, DispatchRequest] | Response:
+async def _admit(  # noqa: PLR0911  # one return per refusal reads best
+    request: Request, state: WorkerState
+) -> tuple[bytes, DispatchRequest, Any] | Response:
     """Check everything that can be checked before the task is taken; nothing here runs it."""
     supplied = request.headers.get(SECRET_HEADER, "")
     if not hmac.compare_digest(supplied.encode(), state.settings.secret.encode()):
@@ -85,46 +167,30 @@ async def _admit(request: Request, state: WorkerState) -> tuple[bytes, DispatchR
     body = await request.body()
     try:
         dispatch = DispatchRequest.model_validate_json(body)
-        parse_execute_task(dispatch.workload)
+        workload = parse_workload(dispatch.workload)
     except ValidationError as exc:
         return _error(400, f"invalid workload: {exc}")
     except UnsupportedWorkloadError as exc:
         return _error(400, str(exc))
+    if not state.pool.status().healthy:
+        return _error(503, "worker's task pool is broken; waiting to be restarted", {"Retry-After": "1"})
     if state.in_flight >= state.settings.concurrency:
         return _error(429, f"worker runs {state.in_flight} tasks, its limit", {"Retry-After": "1"})
-    return body, dispatch
+    return body, dispatch, workload
 
 
-async def _stream(
-    state: WorkerState, body: bytes, dispatch: DispatchRequest, received_at: float
-) -> AsyncIterator[bytes]:
-    """Run the task in the pool and stream accepted / heartbeats / finished."""
+async def _run_job(state: WorkerState, body: bytes, received_at: float, ids: dict[str, Any]) -> FinishedEvent:
+    """Run the workload in the pool to its end, whatever happens to the stream; log the outcome."""
     settings = state.settings
-    ti = dispatch.workload["ti"]
-    ids = {
-        "dag_id": ti["dag_id"],
-        "task_id": ti["task_id"],
-        "run_id": ti["run_id"],
-        "map_index": ti.get("map_index", -1),
-        "try_number": ti.get("try_number"),
-    }
-    future = asyncio.wrap_future(state.pool.submit(body, settings.execution_api_url, received_at))
-    log_event(log, "task_accepted", worker=settings.name, **ids)
-    yield encode_event(AcceptedEvent(worker=settings.name, received_at=received_at))
-    while True:
-        done, _ = await asyncio.wait({future}, timeout=settings.heartbeat_interval)
-        if done:
-            break
-        yield encode_event(HeartbeatEvent())
     try:
-        finished = FinishedEvent.model_validate(future.result())
-    except Exception as exc:  # the pool process died under the task
         finished = FinishedEvent.model_validate(
-            {
-                "exit_code": -1,
-                "error": f"{type(exc).__name__}: {exc}",
-                "timings": {"received_at": received_at},
-            }
+            await state.pool.run(body, settings.execution_api_url, received_at)
+        )
+    except Exception as exc:  # the pool process died under the task, or no pool process is left
+        finished = FinishedEvent(
+            exit_code=-1,
+            error=f"{type(exc).__name__}: {exc}",
+            timings=TaskTimings(received_at=received_at, finished_at=time.time()),
         )
     log_event(
         log,
@@ -138,7 +204,28 @@ async def _stream(
         error=finished.error,
         **ids,
     )
-    yield encode_event(finished)
+    return finished
+
+
+async def _stream(
+    state: WorkerState, body: bytes, workload: Any, received_at: float, slot: Slot
+) -> AsyncIterator[bytes]:
+    """Stream accepted / heartbeats / finished; the job starts only once ``accepted`` is sent.
+
+    Starting after ``accepted`` means a stream that breaks before it has started
+    nothing, so the executor may safely send the workload again.
+    """
+    settings = state.settings
+    ids = workload_ids(workload)
+    log_event(log, "task_accepted", worker=settings.name, **ids)
+    yield encode_event(AcceptedEvent(worker=settings.name, received_at=received_at))
+    job = slot.run_job(_run_job(state, body, received_at, ids))
+    while True:
+        done, _ = await asyncio.wait({job}, timeout=settings.heartbeat_interval)
+        if done:
+            break
+        yield encode_event(HeartbeatEvent())
+    yield encode_event(job.result())
 
 
 async def run_workload(request: Request) -> Response:
@@ -148,43 +235,38 @@ async def run_workload(request: Request) -> Response:
     admitted = await _admit(request, state)
     if isinstance(admitted, Response):
         return admitted
-    body, dispatch = admitted
-    state.in_flight += 1
-
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in _stream(state, body, dispatch, received_at):
-                yield chunk
-        finally:
-            state.in_flight -= 1
-
-    return StreamingResponse(stream(), media_type=STREAM_MEDIA_TYPE)
+    body, _, workload = admitted
+    slot = Slot(state)
+    return SlotStreamingResponse(_stream(state, body, workload, received_at, slot), slot)
 
 
 async def liveness(request: Request) -> Response:
-    """The process answers: Kubernetes need not restart it."""
-    return JSONResponse({"status": "ok"})
+    """Alive while the worker can run tasks; an unrepairable pool fails it, so Kubernetes restarts us."""
+    state: WorkerState = request.app.state.worker
+    pool = state.pool.status()
+    body = {"status": "ok" if pool.healthy else "broken", "pool": dataclasses.asdict(pool)}
+    return JSONResponse(body, status_code=200 if pool.healthy else 503)
 
 
 async def readiness(request: Request) -> Response:
     """Ready once the pool is warm, and no longer once draining for shutdown."""
     state: WorkerState = request.app.state.worker
-    if state.ready and not state.draining:
+    if state.ready and not state.draining and state.pool.status().healthy:
         return JSONResponse({"status": "ready", "in_flight": state.in_flight})
     return JSONResponse({"status": "not ready", "draining": state.draining}, status_code=503)
 
 
-def create_app(settings: WorkerSettings, pool: TaskPool) -> Starlette:
+def create_app(settings: WorkerSettings, pool: Pool) -> Starlette:
     """Build the ASGI app; the pool is warmed before the first request is served."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pids = await asyncio.to_thread(pool.warm_up)
+        pids = pool.start()  # on the loop's (main) thread: see TaskPool
         state.ready = True
         log_event(log, "worker_ready", worker=settings.name, pool_pids=pids, pid=os.getpid())
         yield
         state.draining = True
-        await asyncio.to_thread(pool.shutdown)
+        await pool.shutdown(settings.grace_period)
 
     state = WorkerState(settings=settings, pool=pool)
     app = Starlette(
@@ -222,6 +304,7 @@ def load_worker_settings(args: argparse.Namespace) -> WorkerSettings:
         execution_api_url=api_url,
         concurrency=args.concurrency,
         heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
     )
 
 
@@ -236,7 +319,7 @@ def serve(args: argparse.Namespace) -> int:
     import airflow.sdk.execution_time.supervisor
     import airflow.sdk.execution_time.task_runner  # noqa: F401
 
-    pool = TaskPool(settings.concurrency)
+    pool = TaskPool(settings.concurrency, name=settings.name)
     app = create_app(settings, pool)
     config = uvicorn.Config(
         app,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from airflow_knative.settings import ExecutorSettings
+from airflow_knative.settings import REQUIRED_OPTIONS, ExecutorSettings
 from tests.conftest import REPO_ROOT
 
 
@@ -19,7 +19,10 @@ def test_every_executor_option_is_documented_with_its_default() -> None:
     for option in dataclasses.fields(ExecutorSettings):
         assert option.name in rows, f"README lacks [knative_executor] {option.name}"
         documented = rows[option.name].strip()
-        expected = "(required)" if option.default == "" else f"`{option.default!r}`"
+        if option.name in REQUIRED_OPTIONS:
+            expected = "(required)"
+        else:
+            expected = "(empty)" if option.default == "" else f"`{option.default!r}`"
         assert documented == expected, f"{option.name}: README says {documented}, code says {expected}"
 
 

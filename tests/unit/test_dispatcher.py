@@ -7,7 +7,9 @@ client, retry loop and stream reader.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import queue
 import socket
 import time
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 
 from airflow_knative.executor.dispatcher import Dispatcher, DispatchOutcome
+from airflow_knative.executor.inline_values import UpstreamTry
 from airflow_knative.executor.upstream import UpstreamMap
 from airflow_knative.protocol import SECRET_HEADER
 from airflow_knative.routing import Router, RoutingTable, ServiceEntry, write_routing_table
@@ -57,6 +60,16 @@ class Harness:
     outcomes: queue.Queue[DispatchOutcome] = field(default_factory=queue.Queue)
     stubs: list[StubWorker] = field(default_factory=list)
     dispatchers: list[Dispatcher] = field(default_factory=list)
+    #: What the stand-in database says about task instances: (task_id, map_index) -> try and state.
+    #: Task instances not listed here are on try 1 and succeeded.
+    db: dict[tuple[str, int], UpstreamTry] = field(default_factory=dict)
+    db_reads: int = 0
+
+    def tries(self, dag_id: str, run_id: str, task_ids: frozenset[str]) -> dict[tuple[str, int], UpstreamTry]:
+        self.db_reads += 1
+        rows = {(t, m): UpstreamTry(1, "success") for t in task_ids for m in range(-1, 8)}
+        rows.update({k: v for k, v in self.db.items() if k[0] in task_ids})
+        return rows
 
     def stub(self, *script: Behaviour) -> StubWorker:
         stub = StubWorker(*script).start()
@@ -100,6 +113,8 @@ class Harness:
             # No database in unit tests: the upstream map of a DAG version is given
             # here instead of being read from the serialized DAG.
             upstream_loader=lambda version: dict(upstream or {}),
+            tries_loader=self.tries,
+            task_log_folder=self.tmp_path / "task-logs",
         )
         dispatcher.start()
         self.dispatchers.append(dispatcher)
@@ -480,4 +495,238 @@ def test_stop_cancels_busy_streams_at_once(harness: Harness, make_workload: Work
 
     assert streaming == streams
     assert took < 2.0  # the dispatcher gives tasks that ignore cancellation 5 s
+    assert harness.outcomes.empty()
+
+
+# -- exact inline values -------------------------------------------------------------------------
+
+
+def test_a_value_from_an_older_try_is_never_sent(harness: Harness, make_workload: WorkloadFactory) -> None:
+    """The upstream was cleared and re-ran elsewhere (try 2): the cached try-1 value is stale."""
+    stub = harness.stub(run(finished(has_return_value=True, return_value="old")), run())
+    dispatcher = harness.dispatcher(stub.url, upstream={"transform": frozenset({"extract"})})
+    extract = make_workload("extract")
+    dispatcher.submit(extract)
+    assert harness.outcome().state == "success"
+
+    harness.db[("extract", -1)] = UpstreamTry(2, "success")
+    dispatcher.submit(make_workload("transform", dag_version_id=extract.ti.dag_version_id))
+
+    assert harness.outcome().state == "success"
+    assert stub.received[1].body["inline_xcoms"] == []
+
+
+def test_a_rerun_that_returns_nothing_drops_the_old_value(
+    harness: Harness, make_workload: WorkloadFactory
+) -> None:
+    stub = harness.stub(run(finished(has_return_value=True, return_value="old")), run(), run())
+    dispatcher = harness.dispatcher(stub.url, upstream={"transform": frozenset({"extract"})})
+    extract = make_workload("extract")
+    dispatcher.submit(extract)
+    assert harness.outcome().state == "success"
+
+    # Cleared and run again through this executor with the same try number (as a
+    # stuck-in-queued requeue does); this time it returns nothing.
+    dispatcher.submit(make_workload("extract", dag_version_id=extract.ti.dag_version_id))
+    assert harness.outcome().state == "success"
+    dispatcher.submit(make_workload("transform", dag_version_id=extract.ti.dag_version_id))
+
+    assert harness.outcome().state == "success"
+    assert stub.received[2].body["inline_xcoms"] == []
+    assert len(dispatcher.results) == 0
+
+
+def test_a_failed_try_leaves_no_value_behind(harness: Harness, make_workload: WorkloadFactory) -> None:
+    stub = harness.stub(run(finished(has_return_value=True, return_value="old")), run(finished("failed", 1)))
+    dispatcher = harness.dispatcher(stub.url)
+    dispatcher.submit(make_workload("extract"))
+    assert harness.outcome().state == "success"
+    assert len(dispatcher.results) == 1
+
+    dispatcher.submit(make_workload("extract", try_number=2))
+
+    assert harness.outcome().state == "failed"
+    assert len(dispatcher.results) == 0
+
+
+def test_downstream_waits_for_the_finished_event_of_an_upstream_airflow_saw_end(
+    harness: Harness, make_workload: WorkloadFactory
+) -> None:
+    """The scheduler queued the downstream before the upstream's ``finished`` was read: no race."""
+    slow_finish = run(finished(has_return_value=True, return_value=[1, 2]), heartbeats=80)
+    stub = harness.stub(slow_finish, run())
+    dispatcher = harness.dispatcher(
+        stub.url, upstream={"transform": frozenset({"extract"})}, inline_wait_timeout=30.0
+    )
+    extract = make_workload("extract")
+    harness.db[("extract", -1)] = UpstreamTry(1, "success")  # the task already told Airflow
+
+    dispatcher.submit(extract)
+    dispatcher.submit(make_workload("transform", dag_version_id=extract.ti.dag_version_id))
+
+    outcomes = {o.key.task_id: o.state for o in (harness.outcome(), harness.outcome())}
+    assert outcomes == {"extract": "success", "transform": "success"}
+    assert stub.received[1].body["inline_xcoms"] == [{"task_id": "extract", "map_index": -1, "value": [1, 2]}]
+
+
+def test_downstream_does_not_wait_for_an_upstream_still_running_in_airflow(
+    harness: Harness, make_workload: WorkloadFactory
+) -> None:
+    """E.g. trigger_rule=one_success: the other upstream really still runs."""
+    stub = harness.stub(accept_then_hold(), run())
+    dispatcher = harness.dispatcher(
+        stub.url, upstream={"transform": frozenset({"extract"})}, inline_wait_timeout=60.0
+    )
+    extract = make_workload("extract")
+    harness.db[("extract", -1)] = UpstreamTry(1, "running")
+
+    dispatcher.submit(extract)
+    dispatcher.submit(make_workload("transform", dag_version_id=extract.ti.dag_version_id))
+
+    outcome = harness.outcome()
+    assert outcome.key.task_id == "transform"
+    assert stub.received[1].body["inline_xcoms"] == []
+
+
+def test_no_database_read_when_nothing_could_be_sent_inline(
+    harness: Harness, make_workload: WorkloadFactory
+) -> None:
+    stub = harness.stub(run())
+    dispatcher = harness.dispatcher(stub.url, upstream={"transform": frozenset({"extract"})})
+
+    dispatcher.submit(make_workload("transform"))
+
+    assert harness.outcome().state == "success"
+    assert harness.db_reads == 0
+
+
+# -- every error ends in an outcome ----------------------------------------------------------------
+
+
+def test_routing_file_broken_at_runtime_keeps_routing_with_the_last_good_table(
+    harness: Harness, make_workload: WorkloadFactory
+) -> None:
+    stub = harness.stub(run())
+    dispatcher = harness.dispatcher(stub.url)
+    dispatcher.submit(make_workload("extract"))
+    assert harness.outcome().state == "success"
+
+    routing = dispatcher.router.path
+    routing.write_text("services: [unclosed")
+    later = time.time() + 2
+    os.utime(routing, (later, later))
+    dispatcher.submit(make_workload("transform"))
+
+    assert harness.outcome().state == "success"
+    assert stub.posts == 2
+
+
+def test_an_unexpected_error_still_ends_in_a_failed_outcome(
+    harness: Harness, make_workload: WorkloadFactory
+) -> None:
+    stub = harness.stub(run())
+    dispatcher = harness.dispatcher(stub.url)
+
+    def broken(*args: Any, **kwargs: Any) -> str:
+        raise KeyError("something nobody expected")
+
+    dispatcher.router.url_for = broken  # type: ignore[method-assign]
+    dispatcher.submit(make_workload("extract"))
+
+    outcome = harness.outcome()
+    assert outcome.state == "failed"
+    assert "something nobody expected" in (outcome.info or "")
+    assert stub.posts == 0
+
+
+def test_why_a_task_never_ran_is_written_into_its_airflow_task_log(
+    harness: Harness, make_workload: WorkloadFactory
+) -> None:
+    stub = harness.stub(run())
+    dispatcher = harness.dispatcher(stub.url)
+    workload = make_workload("not_in_the_table")
+
+    dispatcher.submit(workload)
+
+    assert harness.outcome().state == "failed"
+    lines = (harness.tmp_path / "task-logs" / workload.log_path).read_text().splitlines()
+    record = json.loads(lines[-1])
+    assert record["level"] == "error"
+    assert "no route for dag_id" in record["event"]
+    assert "task_id='not_in_the_table'" in record["event"]
+
+
+def test_a_refused_task_has_the_refusal_in_its_task_log(
+    harness: Harness, make_workload: WorkloadFactory
+) -> None:
+    stub = harness.stub(status(401))
+    dispatcher = harness.dispatcher(stub.url)
+    workload = make_workload("extract")
+
+    dispatcher.submit(workload)
+
+    assert harness.outcome().state == "failed"
+    text = (harness.tmp_path / "task-logs" / workload.log_path).read_text()
+    assert "HTTP 401" in text
+    assert "RejectedError" in text
+
+
+# -- time limits agree with the workload's token -----------------------------------------------------
+
+
+def jwt_expiring_in(seconds: float) -> str:
+    """An (unsigned) JWT whose ``exp`` is ``seconds`` from now; only the expiry is read by the dispatcher."""
+
+    def segment(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{segment({'alg': 'none'})}.{segment({'exp': time.time() + seconds, 'scope': 'workload'})}.sig"
+
+
+def test_a_task_whose_token_is_about_to_expire_is_not_sent(
+    harness: Harness, make_workload: WorkloadFactory
+) -> None:
+    stub = harness.stub(run())
+    dispatcher = harness.dispatcher(stub.url, token_margin=30.0)
+    workload = make_workload().model_copy(update={"token": jwt_expiring_in(10)})
+
+    dispatcher.submit(workload)
+
+    outcome = harness.outcome()
+    assert outcome.state == "failed"
+    assert "token" in (outcome.info or "")
+    assert stub.posts == 0
+
+
+def test_retries_stop_at_the_tokens_expiry_not_at_the_dispatch_deadline(
+    harness: Harness, make_workload: WorkloadFactory
+) -> None:
+    stub = harness.stub(status(503))
+    dispatcher = harness.dispatcher(stub.url, dispatch_deadline=300.0, token_margin=30.0)
+    workload = make_workload().model_copy(update={"token": jwt_expiring_in(31.5)})
+
+    dispatcher.submit(workload)
+
+    outcome = harness.outcome(timeout=60)
+    assert outcome.state == "failed"
+    assert "HTTP 503" in (outcome.info or "")
+
+
+def test_revoke_stops_dispatching_without_an_outcome(
+    harness: Harness, make_workload: WorkloadFactory
+) -> None:
+    stub = harness.stub(status(503))
+    dispatcher = harness.dispatcher(stub.url, dispatch_deadline=60.0)
+    workload = make_workload()
+    dispatcher.submit(workload)
+    deadline = time.monotonic() + 5
+    while stub.posts == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    dispatcher.revoke(workload.ti.key)
+    time.sleep(0.3)
+    posts = stub.posts
+    time.sleep(0.3)
+
+    assert stub.posts == posts, "no more attempts after revoke"
     assert harness.outcomes.empty()

@@ -7,15 +7,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from airflow.executors.workloads import BundleInfo, ExecuteCallback
+from airflow.executors.workloads import TestConnection as ConnectionTestWorkload
 from airflow.executors.workloads.callback import CallbackDTO, CallbackFetchMethod
-from airflow.utils.state import TaskInstanceState
+from airflow.utils.state import CallbackState, TaskInstanceState
 
 from airflow_knative.executor import KnativeExecutor
 from airflow_knative.executor.dispatcher import DispatchOutcome
+from airflow_knative.executor.task_watch import TaskRow, TaskWatch
 from airflow_knative.routing import RoutingFileError, RoutingTable, ServiceEntry, write_routing_table
 from airflow_knative.settings import SECTION, ExecutorSettings, SettingsError
 
@@ -78,23 +81,26 @@ def make_callback() -> ExecuteCallback:
     )
 
 
+def make_connection_test() -> ConnectionTestWorkload:
+    return ConnectionTestWorkload(
+        token="token", connection_test_id=uuid.uuid4(), connection_id="my_postgres", timeout=30
+    )
+
+
 # -- queue_workload --------------------------------------------------------------------------
 
 
-def test_callbacks_are_refused_with_what_to_do_instead(executor: KnativeExecutor) -> None:
-    with pytest.raises(NotImplementedError) as caught:
-        executor.queue_workload(make_callback(), session=None)  # type: ignore[arg-type]
+def test_callbacks_and_connection_tests_are_queued_not_refused(executor: KnativeExecutor) -> None:
+    """Airflow 3.3's scheduler does not catch errors from queue_workload: refusing would stop it."""
+    callback = make_callback()
+    test = make_connection_test()
 
-    message = str(caught.value)
-    assert "KnativeExecutor" in message
-    assert "ExecuteCallback" in message
-    assert "KnativeExecutor,LocalExecutor" in message  # the configuration that fixes it
-    assert not executor.queued_tasks
+    executor.queue_workload(callback, session=None)  # type: ignore[arg-type]
+    executor.queue_workload(test, session=None)  # type: ignore[arg-type]
 
-
-def test_any_other_workload_is_refused(executor: KnativeExecutor) -> None:
-    with pytest.raises(NotImplementedError, match="KnativeExecutor runs task workloads only"):
-        executor.queue_workload(object(), session=None)  # type: ignore[arg-type]
+    assert KnativeExecutor.supports_callbacks and KnativeExecutor.supports_connection_test
+    assert executor.queued_callbacks == {callback.key: callback}
+    assert executor.queued_connection_tests == {test.key: test}
 
 
 def test_task_workloads_are_queued(executor: KnativeExecutor, make_workload: WorkloadFactory) -> None:
@@ -186,17 +192,104 @@ def test_sync_reports_failure_with_its_reason(
     assert executor.event_buffer[key] == (TaskInstanceState.FAILED, "HTTP 401: wrong secret")
 
 
-def test_sync_forgets_lost_tasks_without_an_event(
+def test_sync_keeps_the_slot_of_a_lost_task_and_watches_it(
     executor: KnativeExecutor, make_workload: WorkloadFactory
 ) -> None:
-    key = make_workload().ti.key
+    """A broken stream does not free the slot: the task may still run on its worker."""
+    workload = make_workload()
+    key = workload.ti.key
     executor.running.add(key)
-    executor._outcomes.put(DispatchOutcome(key, "lost", "connection reset"))
+    executor._outcomes.put(DispatchOutcome(key, "lost", "connection reset", ti_id=str(workload.ti.id)))
 
     executor.sync()
 
-    assert key not in executor.running
+    assert key in executor.running
+    assert key in executor._watch
     assert key not in executor.event_buffer
+
+
+def test_a_watched_task_is_reported_when_airflow_records_its_end(
+    executor: KnativeExecutor, make_workload: WorkloadFactory
+) -> None:
+    workload = make_workload()
+    key, ti_id = workload.ti.key, str(workload.ti.id)
+    rows = {ti_id: TaskRow(1, "running")}
+    executor._watch = TaskWatch(interval=0.0, load_rows=lambda ids: {i: rows[i] for i in ids if i in rows})
+    executor.running.add(key)
+    executor._outcomes.put(DispatchOutcome(key, "lost", "connection reset", ti_id=ti_id))
+
+    executor.sync()
+    assert key in executor.running
+
+    rows[ti_id] = TaskRow(1, "success")
+    executor.sync()
+
+    assert key not in executor.running
+    assert executor.event_buffer[key] == (TaskInstanceState.SUCCESS, None)
+
+
+def fake_ti(workload: Any, state: TaskInstanceState) -> SimpleNamespace:
+    """The attributes of a TaskInstance that try_adopt_task_instances reads (no database here)."""
+    ti = workload.ti
+    return SimpleNamespace(key=ti.key, id=ti.id, state=state, external_executor_id=None)
+
+
+def test_running_task_instances_are_adopted_and_queued_ones_handed_back(
+    executor: KnativeExecutor, make_workload: WorkloadFactory
+) -> None:
+    running = fake_ti(make_workload("extract"), TaskInstanceState.RUNNING)
+    queued = fake_ti(make_workload("transform"), TaskInstanceState.QUEUED)
+
+    not_adopted = executor.try_adopt_task_instances([running, queued])  # type: ignore[list-item]
+
+    assert list(not_adopted) == [queued]
+    assert executor.running == {running.key}
+    assert running.key in executor._watch
+    assert not executor.event_buffer
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (TaskRow(1, "success"), (TaskInstanceState.SUCCESS, None)),
+        (TaskRow(1, "up_for_retry"), (TaskInstanceState.FAILED, "task instance is up_for_retry in Airflow")),
+        (TaskRow(1, "failed"), (TaskInstanceState.FAILED, "task instance is failed in Airflow")),
+        (TaskRow(2, "queued"), None),  # cleared and run again: that try is over, nothing to report
+        (None, None),  # reset to a new task instance id
+    ],
+)
+def test_an_adopted_task_frees_its_slot_when_its_try_ends(
+    executor: KnativeExecutor, make_workload: WorkloadFactory, row: TaskRow | None, expected: Any
+) -> None:
+    ti = fake_ti(make_workload(), TaskInstanceState.RUNNING)
+    executor._watch = TaskWatch(interval=0.0, load_rows=lambda ids: {str(ti.id): row} if row else {})
+    executor.try_adopt_task_instances([ti])  # type: ignore[list-item]
+
+    executor.sync()
+
+    assert ti.key not in executor.running
+    assert executor.event_buffer.get(ti.key) == expected
+
+
+def test_revoke_task_frees_the_slot_stops_dispatching_and_reports_nothing(
+    executor: KnativeExecutor, make_workload: WorkloadFactory
+) -> None:
+    recorder = RecordingDispatcher()
+    executor._dispatcher = recorder  # type: ignore[assignment]
+    workload = make_workload()
+    executor.queue_workload(workload, session=None)  # type: ignore[arg-type]
+    executor._process_workloads([workload])
+    executor._watch.add(workload.ti.key, str(workload.ti.id))
+
+    executor.revoke_task(ti=fake_ti(workload, TaskInstanceState.QUEUED))  # type: ignore[arg-type]
+
+    assert recorder.revoked == [workload.ti.key]
+    assert workload.ti.key not in executor.running
+    assert workload.ti.key not in executor._watch
+    # An outcome the dispatcher had already collected is dropped: Airflow moved the task on.
+    executor._outcomes.put(DispatchOutcome(workload.ti.key, "failed", "late"))
+    executor.sync()
+    assert not executor.event_buffer
 
 
 def test_sync_drains_every_outcome(executor: KnativeExecutor, make_workload: WorkloadFactory) -> None:
@@ -216,13 +309,17 @@ def test_sync_drains_every_outcome(executor: KnativeExecutor, make_workload: Wor
 
 
 class RecordingDispatcher:
-    """Records submits; stands in for the Dispatcher where only the hand-over is under test."""
+    """Records submits and revokes; stands in for the Dispatcher where only the hand-over is under test."""
 
     def __init__(self) -> None:
         self.submitted: list[Any] = []
+        self.revoked: list[Any] = []
 
     def submit(self, workload: Any) -> None:
         self.submitted.append(workload)
+
+    def revoke(self, key: Any) -> None:
+        self.revoked.append(key)
 
     def stop(self) -> int:
         return 0
@@ -267,6 +364,75 @@ def test_a_task_runs_through_start_heartbeat_and_sync(
         assert not executor.running
         assert stub.posts == 1
         assert stub.received[0].headers["x-airflow-knative-secret"] == SECRET
+    finally:
+        executor.end()
+        stub.stop()
+
+
+def run_until_reported(executor: KnativeExecutor, key: Any) -> Any:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        executor.heartbeat()
+        event = executor.event_buffer.get(key)
+        if event is not None and event[0] != "running":  # RUNNING is sent when it is dispatched
+            return event
+        time.sleep(0.02)
+    return executor.event_buffer.get(key)
+
+
+def test_a_callback_runs_on_a_service_of_its_dag_and_is_reported(
+    executor: KnativeExecutor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stub = StubWorker(run(finished("success"))).start()
+    try:
+        configure(monkeypatch, tmp_path, url=stub.url)
+        executor.start()
+        callback = make_callback()
+        callback.callback.data["dag_id"] = DAG_ID
+        executor.queue_workload(callback, session=None)  # type: ignore[arg-type]
+
+        state = run_until_reported(executor, callback.key)
+
+        assert state == (CallbackState.SUCCESS, None)
+        assert not executor.running
+        assert stub.received[0].body["workload"]["type"] == "ExecuteCallback"
+        assert stub.received[0].body["inline_xcoms"] == []
+    finally:
+        executor.end()
+        stub.stop()
+
+
+def test_a_callback_that_cannot_be_routed_fails_without_stopping_the_executor(
+    executor: KnativeExecutor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    configure(monkeypatch, tmp_path)
+    monkeypatch.setenv(env_name("callback_service"), "no-such-service")
+    executor.start()
+    callback = make_callback()
+    executor.queue_workload(callback, session=None)  # type: ignore[arg-type]
+
+    state, info = run_until_reported(executor, callback.key)
+
+    assert state == CallbackState.FAILED
+    assert "no-such-service" in info and "callback_service" in info
+    assert not executor.running
+
+
+def test_a_connection_test_runs_on_the_configured_service(
+    executor: KnativeExecutor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stub = StubWorker(run(finished("success"))).start()
+    try:
+        configure(monkeypatch, tmp_path, url=stub.url)
+        monkeypatch.setenv(env_name("callback_service"), "svc")
+        executor.start()
+        test = make_connection_test()
+        executor.queue_workload(test, session=None)  # type: ignore[arg-type]
+
+        state = run_until_reported(executor, test.key)
+
+        assert state is not None and state[0] == "success"
+        assert stub.received[0].body["workload"]["connection_id"] == "my_postgres"
     finally:
         executor.end()
         stub.stop()

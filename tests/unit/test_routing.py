@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -161,13 +160,65 @@ def test_router_on_a_missing_file_names_the_path(tmp_path: Path) -> None:
     assert "routing_file" in str(caught.value)
 
 
-def test_router_reports_a_routing_file_removed_after_start(routing_file: Path) -> None:
+def test_router_keeps_the_last_good_table_when_the_file_is_removed(
+    routing_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     router = Router(routing_file)
-    router.table()
+    url = router.url_for(DAG, "extract", None)
     routing_file.unlink()
 
-    with pytest.raises(RoutingFileError, match=re.escape(str(routing_file))):
-        router.table()
+    assert router.url_for(DAG, "extract", None) == url
+    assert str(routing_file) in caplog.text
+    assert "last good table" in caplog.text
+
+
+@pytest.mark.parametrize("text", ["services: [unclosed", "servics: {}\n", "- a\n"])
+def test_router_keeps_the_last_good_table_when_the_file_turns_invalid(
+    routing_file: Path, caplog: pytest.LogCaptureFixture, text: str
+) -> None:
+    router = Router(routing_file)
+    url = router.url_for(DAG, "extract", None)
+    routing_file.write_text(text)
+    bump_mtime(routing_file)
+
+    assert router.url_for(DAG, "extract", None) == url
+    assert router.url_for(DAG, "extract", None) == url
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, "one error per change, not one per task"
+    assert str(routing_file) in errors[0].getMessage()
+
+
+def test_router_takes_a_fixed_file_after_an_invalid_one(routing_file: Path) -> None:
+    router = Router(routing_file)
+    router.table()
+    good = routing_file.read_text()
+    routing_file.write_text("services: [unclosed")
+    bump_mtime(routing_file)
+    router.table()
+
+    updated = table()
+    updated.services[EXTRACT_SVC] = ServiceEntry(url="http://fixed.airflow")
+    write_routing_table(updated, routing_file)
+    bump_mtime(routing_file, 2)
+
+    assert good != routing_file.read_text()
+    assert router.url_for(DAG, "extract", None) == "http://fixed.airflow"
+
+
+def test_router_changed_tells_whether_a_reload_is_due(routing_file: Path) -> None:
+    router = Router(routing_file)
+    router.refresh()
+    assert not router.changed()
+    bump_mtime(routing_file)
+    assert router.changed()
+    router.refresh()
+    assert not router.changed()
+
+
+def bump_mtime(path: Path, seconds: int = 1) -> None:
+    """Move the modification time forward: a coarse file system clock must not hide a rewrite."""
+    before = path.stat().st_mtime_ns
+    os.utime(path, ns=(before + seconds * 10**9, before + seconds * 10**9))
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ the end-to-end tests exercise.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
@@ -27,6 +28,7 @@ from airflow_knative.protocol import (
     encode_dispatch_request,
 )
 from airflow_knative.worker.server import WorkerSettings, create_app
+from airflow_knative.worker.task_pool import PoolStatus
 
 from .factories import WorkloadFactory
 
@@ -46,14 +48,24 @@ class FakePool:
     def __init__(self) -> None:
         self.warmed = False
         self.shut_down = False
+        self.deaths = 0
+        self.broken: str | None = None
         self.submitted: list[tuple[bytes, str, float]] = []
         self.futures: list[Future[dict[str, Any]]] = []
         self._timers: list[threading.Timer] = []
         self._submitted = threading.Condition()
 
-    def warm_up(self) -> list[int]:
+    def start(self) -> list[int]:
         self.warmed = True
         return [101, 102]
+
+    def status(self) -> PoolStatus:
+        return PoolStatus(
+            size=2, alive=2, busy=0, deaths=self.deaths, replacements=self.deaths, broken=self.broken
+        )
+
+    async def run(self, request_json: bytes, server: str, received_at: float) -> dict[str, Any]:
+        return await asyncio.wrap_future(self.submit(request_json, server, received_at))
 
     def submit(self, request_json: bytes, server: str, received_at: float) -> Future[dict[str, Any]]:
         future: Future[dict[str, Any]] = Future()
@@ -67,7 +79,7 @@ class FakePool:
             self._submitted.notify_all()
         return future
 
-    def shutdown(self) -> None:
+    async def shutdown(self, timeout: float) -> None:
         self.shut_down = True
 
     def cancel_timers(self) -> None:
@@ -125,6 +137,13 @@ def body_for(make_workload: WorkloadFactory, inline: list[InlineXCom] | None = N
 
 def auth(secret: str = SECRET) -> dict[str, str]:
     return {SECRET_HEADER: secret, "Content-Type": "application/json"}
+
+
+def after_accepted(response: Any) -> Iterator[dict[str, Any]]:
+    """Read the ``accepted`` event (the worker starts the job only once it is sent); return the rest."""
+    stream = events(response.iter_lines())
+    assert next(stream)["event"] == "accepted"
+    return stream
 
 
 def events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
@@ -191,23 +210,35 @@ def test_workload_with_an_invalid_ti_is_400(
     assert pool.submitted == []
 
 
-def test_non_execute_task_workload_is_400(make_client: Callable[..., TestClient], pool: FakePool) -> None:
+def test_callback_workload_is_run_like_a_task(make_client: Callable[..., TestClient], pool: FakePool) -> None:
+    """Deadline callbacks reach workers through the same path as tasks (the scheduler must not stop)."""
     callback = {
         "type": "ExecuteCallback",
         "token": "token",
         "dag_rel_path": "dags/x.py",
         "bundle_info": {"name": "dags-folder"},
         "log_path": None,
-        "callback": {"id": "cb-1", "fetch_method": "import_path", "data": {}},
+        "callback": {"id": "cb-1", "fetch_method": "import_path", "data": {"path": "x.alert"}},
     }
     client = make_client()
 
-    response = client.post(WORKLOAD_PATH, json={"workload": callback}, headers=auth())
+    with client.stream("POST", WORKLOAD_PATH, json={"workload": callback}, headers=auth()) as response:
+        assert response.status_code == 200
+        rest = after_accepted(response)
+        pool.wait_submitted(1).set_result(finished_dict())
+        last = list(rest)[-1]
+
+    assert (last["event"], last["state"]) == ("finished", "success")
+    assert json.loads(pool.submitted[0][0])["workload"]["type"] == "ExecuteCallback"
+
+
+def test_trigger_workload_is_400(make_client: Callable[..., TestClient], pool: FakePool) -> None:
+    """RunTrigger belongs to the triggerer; a worker refuses it before taking it."""
+    client = make_client()
+
+    response = client.post(WORKLOAD_PATH, json={"workload": {"type": "RunTrigger"}}, headers=auth())
 
     assert response.status_code == 400
-    error = response.json()["error"]
-    assert "ExecuteCallback is not run by airflow-knative workers" in error
-    assert "only ExecuteTask" in error
     assert pool.submitted == []
 
 
@@ -232,6 +263,7 @@ def test_over_the_concurrency_limit_is_429_with_retry_after(
 
     with client.stream("POST", WORKLOAD_PATH, content=body, headers=auth()) as running:
         assert running.status_code == 200
+        rest = after_accepted(running)
         future = pool.wait_submitted(1)
 
         refused = client.post(WORKLOAD_PATH, content=body, headers=auth())
@@ -240,14 +272,15 @@ def test_over_the_concurrency_limit_is_429_with_retry_after(
         assert float(refused.headers["Retry-After"]) > 0
         assert len(pool.submitted) == 1
         future.set_result(finished_dict())
-        running.read()
+        list(rest)
 
     # the slot is free again once the first task finished
     pool_count = len(pool.futures)
     with client.stream("POST", WORKLOAD_PATH, content=body, headers=auth()) as again:
         assert again.status_code == 200
+        rest = after_accepted(again)
         pool.wait_submitted(pool_count + 1).set_result(finished_dict())
-        again.read()
+        list(rest)
 
 
 # -- the task is taken ----------------------------------------------------------------------
@@ -296,10 +329,11 @@ def test_failed_task_is_streamed_as_finished_with_its_state(
     client = make_client()
 
     with client.stream("POST", WORKLOAD_PATH, content=body_for(make_workload), headers=auth()) as response:
+        rest = after_accepted(response)
         pool.wait_submitted(1).set_result(
             finished_dict(exit_code=1, state="failed", error="ZeroDivisionError")
         )
-        last = list(events(response.iter_lines()))[-1]
+        last = list(rest)[-1]
 
     assert (last["event"], last["exit_code"], last["state"]) == ("finished", 1, "failed")
     assert last["error"] == "ZeroDivisionError"
@@ -312,8 +346,9 @@ def test_pool_error_is_streamed_as_a_failed_finish(
     client = make_client()
 
     with client.stream("POST", WORKLOAD_PATH, content=body_for(make_workload), headers=auth()) as response:
+        rest = after_accepted(response)
         pool.wait_submitted(1).set_exception(RuntimeError("pool process died"))
-        last = list(events(response.iter_lines()))[-1]
+        last = list(rest)[-1]
 
     assert last["event"] == "finished"
     assert last["exit_code"] != 0
@@ -325,6 +360,33 @@ def test_pool_error_is_streamed_as_a_failed_finish(
 
 def test_healthz_is_200(make_client: Callable[..., TestClient]) -> None:
     assert make_client().get("/healthz").status_code == 200
+
+
+def test_healthz_reports_replaced_pool_processes(
+    make_client: Callable[..., TestClient], pool: FakePool
+) -> None:
+    client = make_client()
+    pool.deaths = 1
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json()["pool"]["deaths"] == 1
+
+
+def test_broken_pool_fails_liveness_readiness_and_admission(
+    make_client: Callable[..., TestClient], make_workload: WorkloadFactory, pool: FakePool
+) -> None:
+    """A worker that cannot run tasks says so, so Kubernetes restarts it and the executor goes elsewhere."""
+    client = make_client()
+    pool.broken = "cannot start a pool process: OSError"
+
+    assert client.get("/healthz").status_code == 503
+    assert client.get("/healthz").json()["pool"]["broken"] == pool.broken
+    assert client.get("/readyz").status_code == 503
+    refused = client.post(WORKLOAD_PATH, content=body_for(make_workload), headers=auth())
+    assert refused.status_code == 503
+    assert pool.submitted == []
 
 
 def test_healthz_is_200_before_the_pool_is_warm(make_client: Callable[..., TestClient]) -> None:
@@ -360,9 +422,68 @@ def test_request_body_is_what_the_dispatcher_sends(
 
     with client.stream("POST", WORKLOAD_PATH, content=body, headers=auth()) as response:
         assert response.status_code == 200
+        rest = after_accepted(response)
         pool.wait_submitted(1).set_result(finished_dict())
-        response.read()
+        list(rest)
 
     assert pool.submitted[0][0] == body
     sent = json.loads(pool.submitted[0][0])
     assert sent["workload"]["ti"]["id"] == str(workload.ti.id)
+
+
+# -- slots belong to tasks, not to streams (a real uvicorn server, so the connection can be cut) --
+
+
+@pytest.fixture
+def served_app(pool: FakePool) -> Iterator[str]:
+    """The app behind a real uvicorn on a free port, with a concurrency of one."""
+    import uvicorn
+
+    from tests.conftest import free_port
+
+    settings = WorkerSettings(
+        name="worker-0", secret=SECRET, execution_api_url=API_URL, concurrency=1, heartbeat_interval=0.05
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, pool), host="127.0.0.1", port=port, log_level="warning")  # type: ignore[arg-type]
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_a_dropped_stream_keeps_the_slot_until_the_task_ends(
+    served_app: str, make_workload: WorkloadFactory, pool: FakePool
+) -> None:
+    import httpx
+
+    body = body_for(make_workload)
+    with httpx.Client(base_url=served_app, timeout=10) as client:
+        with client.stream("POST", WORKLOAD_PATH, content=body, headers=auth()) as running:
+            assert next(events(running.iter_lines()))["event"] == "accepted"
+            task = pool.wait_submitted(1)
+        # the connection is closed here while the task still runs
+
+        for _ in range(3):  # however often asked, and however long after the drop
+            refused = client.post(WORKLOAD_PATH, content=body, headers=auth())
+            assert refused.status_code == 429
+            time.sleep(0.1)
+        assert client.get("/readyz").json()["in_flight"] == 1
+
+        task.set_result(finished_dict())
+        deadline = time.monotonic() + 5
+        while client.get("/readyz").json()["in_flight"] != 0:
+            assert time.monotonic() < deadline, "slot not released after the task ended"
+            time.sleep(0.01)
+        with client.stream("POST", WORKLOAD_PATH, content=body, headers=auth()) as again:
+            assert again.status_code == 200
+            rest = after_accepted(again)
+            pool.wait_submitted(2).set_result(finished_dict())
+            assert list(rest)[-1]["event"] == "finished"

@@ -1,0 +1,254 @@
+"""Fault injection on the real local stack: real Airflow processes, real workers, faults by signal.
+
+Nothing is mocked. Each scenario triggers DAGs from ``tests/faults/dags`` whose
+tasks write a ledger line when they start and when they end, injects a fault
+(kills a scheduler, breaks the routing file, ...) and asserts from the ledger and
+from Airflow's own records what a user cares about: each task ran once and the
+run succeeded. Recovery times are appended to ``.run/faults/recovery.jsonl``.
+
+This module holds the scheduler-side fixtures (:class:`FaultStack`); fault tests
+of other components bring their own fixtures in their own modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_knative.local.airflow_rest import AirflowApi
+from airflow_knative.local.config import StackConfig, airflow_environment
+from airflow_knative.local.processes import Component
+from airflow_knative.local.stack import LocalStack
+from tests.conftest import REPO_ROOT, free_port
+
+FAULT_DAGS = Path(__file__).parent / "dags"
+AUTH = ("admin", "faults-password")
+FIGURES_FILE = REPO_ROOT / ".run" / "faults" / "recovery.jsonl"
+
+#: Let a restarted scheduler find a killed scheduler's tasks within seconds rather than
+#: minutes (Airflow's defaults: 30 s without heartbeat, checked every 300 s), and let
+#: the executor check watched tasks every second. Production values can set the same.
+FAST_RECOVERY = {
+    "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "10",
+    "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "5",
+    "AIRFLOW__KNATIVE_EXECUTOR__WATCH_INTERVAL": "1",
+}
+
+
+def poll(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+    """Call ``condition`` until it returns something truthy; return it, or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def read_ledger(path: Path) -> list[dict[str, Any]]:
+    """Every ``start``/``end`` line the fault DAGs' tasks wrote (none yet: empty)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def runs_per_task(ledger: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, int]]:
+    """``(task_id, map_index) -> {"start": n, "end": n}`` from a ledger."""
+    counts: dict[tuple[str, int], dict[str, int]] = {}
+    for line in ledger:
+        entry = counts.setdefault((line["task_id"], line["map_index"]), {"start": 0, "end": 0})
+        entry[line["what"]] += 1
+    return counts
+
+
+@contextlib.contextmanager
+def environment(extra: dict[str, str]) -> Iterator[None]:
+    """Set ``extra`` in ``os.environ`` (which the stack's processes inherit) for the block."""
+    saved = {name: os.environ.get(name) for name in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@dataclass
+class FaultStack:
+    """A running local stack whose schedulers the tests stop, kill and start."""
+
+    stack: LocalStack
+    extra_env: dict[str, str]
+    work_dir: Path
+    schedulers: list[Component] = field(default_factory=list)
+    _runs: int = 0
+
+    @property
+    def config(self) -> StackConfig:
+        return self.stack.config
+
+    def api(self) -> AirflowApi:
+        config = self.config
+        return AirflowApi(config.api_url, config.admin_user, config.admin_password)
+
+    # -- schedulers ---------------------------------------------------------------------------
+
+    @property
+    def scheduler(self) -> Component:
+        """The newest scheduler that still runs."""
+        alive = [c for c in self.schedulers if c.process.poll() is None]
+        assert alive, "no scheduler is running"
+        return alive[-1]
+
+    def start_scheduler(self) -> Component:
+        """Start one more ``airflow scheduler`` with the stack's environment (its own log file)."""
+        env = {**os.environ, **self.extra_env, **airflow_environment(self.config)}
+        name = f"scheduler-{len(self.schedulers) + 1}"
+        command = [sys.executable, "-m", "airflow", "scheduler", "--skip-serve-logs"]
+        component = self.stack.processes.start(name, command, env)
+        self.schedulers.append(component)
+        return component
+
+    def signal_scheduler(self, sig: signal.Signals, exit_timeout: float = 90.0) -> float:
+        """Send ``sig`` to the current scheduler's process group, wait for it to exit; return when sent."""
+        component = self.scheduler
+        sent_at = time.time()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(component.process.pid, sig)
+        try:
+            component.process.wait(exit_timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{component.name} did not exit within {exit_timeout}s of {sig.name}")
+        with contextlib.suppress(ProcessLookupError):  # children the scheduler left behind
+            os.killpg(component.process.pid, signal.SIGKILL)
+        return sent_at
+
+    def wait_for_log(self, component: Component, text: str, timeout: float) -> float:
+        """Wait until ``text`` appears in a component's log; return the time it was seen."""
+        poll(
+            lambda: text in component.log_path.read_text(errors="replace"),
+            timeout,
+            f"{text!r} in {component.name}",
+        )
+        return time.time()
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def new_ledger(self) -> tuple[Path, Path]:
+        """A fresh ledger file and release file for one run."""
+        self._runs += 1
+        return self.work_dir / f"ledger-{self._runs}.jsonl", self.work_dir / f"release-{self._runs}"
+
+    def trigger(self, dag_id: str, **conf: Any) -> str:
+        with self.api() as api:
+            return api.trigger(dag_id, conf)
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 300.0) -> str:
+        with self.api() as api:
+            return api.wait_terminal(dag_id, run_id, timeout, interval=0.5)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        with self.api() as api:
+            return api.task_instances(dag_id, run_id)
+
+
+def _stack_config(home: Path, dags: Path, database_url: str) -> StackConfig:
+    return StackConfig(
+        home=home,
+        dags_folder=dags,
+        database_url=database_url,
+        executor="knative",
+        workers=2,
+        worker_concurrency=4,
+        api_port=free_port(),
+        gateway_port=free_port(),
+        worker_base_port=free_port(),
+        admin_user=AUTH[0],
+        admin_password=AUTH[1],
+        parallelism=16,
+    )
+
+
+@contextlib.contextmanager
+def running_fault_stack(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str | None, extra_env: dict[str, str]
+) -> Iterator[FaultStack]:
+    """Start the local stack on the fault DAGs (SQLite unless ``database_url``); stop it afterwards."""
+    home = tmp_path_factory.mktemp("fault-stack")
+    dags = tmp_path_factory.mktemp("fault-dags")
+    for source in FAULT_DAGS.glob("*.py"):
+        shutil.copy(source, dags / source.name)
+    url = database_url or f"sqlite:///{home / 'airflow' / 'airflow.db'}"
+    stack = LocalStack(_stack_config(home, dags, url))
+    with environment(extra_env):
+        stack.start()
+    work_dir = tmp_path_factory.mktemp("fault-work")
+    fault_stack = FaultStack(stack, extra_env, work_dir)
+    fault_stack.schedulers = [c for c in stack.processes.components if c.name == "scheduler"]
+    try:
+        yield fault_stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+    """The local stack (SQLite, one scheduler) with fast orphan detection, for one test module."""
+    with running_fault_stack(tmp_path_factory, None, FAST_RECOVERY) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway PostgreSQL database (bench/postgres.py), for real row locks between schedulers."""
+    from bench.postgres import PostgresUnavailableError, TempPostgres, ensure_installed
+
+    try:
+        server = TempPostgres(ensure_installed())
+        server.start()
+    except PostgresUnavailableError as exc:
+        pytest.fail(f"two schedulers need PostgreSQL: {exc}")
+    try:
+        yield server.create_database("airflow_faults")
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def two_scheduler_stack(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[FaultStack]:
+    """The local stack on PostgreSQL with two schedulers at once, as values/production.yaml runs them."""
+    with running_fault_stack(tmp_path_factory, postgres_url, {}) as stack:
+        stack.start_scheduler()
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def recovery_figures() -> Iterator[list[dict[str, Any]]]:
+    """Collects recovery times; written to .run/faults/recovery.jsonl and printed at the end."""
+    figures: list[dict[str, Any]] = []
+    yield figures
+    if figures:
+        FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
+        with FIGURES_FILE.open("a") as handle:
+            for figure in figures:
+                handle.write(json.dumps({"at": time.time(), **figure}) + "\n")
+        print("\nrecovery figures (also in .run/faults/recovery.jsonl):")
+        for figure in figures:
+            print("  " + json.dumps(figure))

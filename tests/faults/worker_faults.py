@@ -1,0 +1,406 @@
+"""Fixtures and tools for the worker-side fault tests: a stack, spare workers, a cuttable proxy.
+
+Each scenario gets worker processes of its own (real ``airflow-knative worker``
+processes, each in its own process group like a pod's container) and a service of
+its own in the stack's routing file, so killing them leaves the shared stack intact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_knative.local.airflow_rest import AirflowApi
+from airflow_knative.local.config import StackConfig, task_environment, worker_secret_file
+from airflow_knative.local.processes import _die_with_parent as die_with_parent
+from airflow_knative.local.stack import LocalStack
+from airflow_knative.routing import ServiceEntry, load_routing_table, write_routing_table
+from tests.conftest import free_port
+from tests.e2e.conftest import answers_ok, wait_for
+
+AUTH = ("admin", "faults-password")
+#: Seconds without a task heartbeat before Airflow fails the task (Airflow's default is 300).
+HEARTBEAT_TIMEOUT = 15
+#: Where the measured recovery times are appended (one JSON object per line).
+FIGURES_ENV = "AIRFLOW_KNATIVE_FAULT_FIGURES"
+
+NAP_DAG = """
+import json
+import os
+import time
+from datetime import timedelta
+
+from airflow.sdk import dag, task
+
+
+def mark(path, event, **fields):
+    record = {{"event": event, "t": time.time(), "pid": os.getpid(), "ppid": os.getppid(), **fields}}
+    with open(path, "a") as out:
+        out.write(json.dumps(record) + "\\n")
+
+
+@dag(
+    dag_id="{dag_id}",
+    schedule=None,
+    catchup=False,
+    default_args={{"retries": 3, "retry_delay": timedelta(seconds=1)}},
+)
+def nap_dag():
+    @task
+    def nap(**context):
+        conf = context["dag_run"].conf
+        try_number = context["ti"].try_number
+        mark(conf["marker"], "start", try_number=try_number)
+        time.sleep(float(conf.get("sleep", 5)))
+        mark(conf["marker"], "end", try_number=try_number)
+        return "rested"
+
+    nap()
+
+
+nap_dag()
+"""
+
+DEADLINE_DAG = """
+import json
+import os
+import time
+from datetime import timedelta
+
+from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback, dag, task
+
+MARKER = {marker!r}
+
+
+def record_missed_deadline(**kwargs):
+    with open(MARKER, "a") as out:
+        out.write(json.dumps({{"event": "deadline_callback", "t": time.time(), "pid": os.getpid()}}) + "\\n")
+
+
+@dag(
+    dag_id="fault_deadline",
+    schedule=None,
+    catchup=False,
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(seconds=1),
+        callback=SyncCallback(record_missed_deadline),
+    ),
+)
+def fault_deadline():
+    @task
+    def slow():
+        time.sleep(6)
+        return "late"
+
+    slow()
+
+
+fault_deadline()
+"""
+
+NAP_DAG_IDS = ("fault_pool_kill", "fault_worker_kill", "fault_dropped_stream")
+
+
+def write_fault_dags(folder: Path, deadline_marker: Path) -> None:
+    """The DAGs of the fault scenarios (one per scenario, so each has a service of its own)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for dag_id in NAP_DAG_IDS:
+        (folder / f"{dag_id}.py").write_text(NAP_DAG.format(dag_id=dag_id))
+    (folder / "fault_deadline.py").write_text(DEADLINE_DAG.format(marker=str(deadline_marker)))
+
+
+def record_figure(name: str, seconds: float, **details: Any) -> None:
+    """Print a measured recovery time and append it to $AIRFLOW_KNATIVE_FAULT_FIGURES if set."""
+    line = json.dumps({"figure": name, "seconds": round(seconds, 2), **details})
+    print(f"FAULT-FIGURE {line}")
+    target = os.environ.get(FIGURES_ENV)
+    if target:
+        with open(target, "a") as out:
+            out.write(line + "\n")
+
+
+# -- the stack -----------------------------------------------------------------------------
+
+
+@dataclass
+class FaultStack:
+    """The running stack, its Airflow API and where the scenarios leave their marks."""
+
+    stack: LocalStack
+    api: AirflowApi
+    markers: Path
+    deadline_marker: Path
+
+    @property
+    def config(self) -> StackConfig:
+        return self.stack.config
+
+    def route(self, dag_id: str, task_id: str, url: str) -> None:
+        """Serve ``dag_id.task_id`` from ``url`` (the executor re-reads the changed file)."""
+        table = load_routing_table(self.config.routing_file)
+        service = dag_id.replace("_", "-")
+        table.services[service] = ServiceEntry(url=url)
+        table.tasks[dag_id] = {task_id: service}
+        write_routing_table(table, self.config.routing_file)
+
+    def trigger(self, dag_id: str, **conf: Any) -> tuple[str, Path]:
+        marker = self.markers / f"{dag_id}-{time.time_ns()}.jsonl"
+        run_id = self.api.trigger(dag_id, {"marker": str(marker), **conf})
+        return run_id, marker
+
+    def scheduler_alive(self) -> bool:
+        return (
+            next(c for c in self.stack.processes.components if c.name == "scheduler").process.poll() is None
+        )
+
+
+def marks(path: Path) -> list[dict[str, Any]]:
+    """The start/end records a task wrote."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for_mark(
+    path: Path, event: str, try_number: int | None = None, timeout: float = 120.0
+) -> dict[str, Any]:
+    """The first ``event`` record (of ``try_number``, if given) the task wrote."""
+
+    def found() -> dict[str, Any] | None:
+        return next(
+            (m for m in marks(path) if m["event"] == event and try_number in (None, m.get("try_number"))),
+            None,
+        )
+
+    result: dict[str, Any] = wait_for(found, timeout=timeout, interval=0.05)
+    return result
+
+
+@pytest.fixture(scope="module")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+    """A local stack with the fault DAGs and a short task heartbeat timeout."""
+    home = tmp_path_factory.mktemp("fault-stack")
+    markers = home / "markers"
+    markers.mkdir()
+    deadline_marker = markers / "deadline-callback.jsonl"
+    dags = home / "dags"
+    write_fault_dags(dags, deadline_marker)
+    config = StackConfig(
+        home=home,
+        dags_folder=dags,
+        database_url=f"sqlite:///{home / 'airflow' / 'airflow.db'}",
+        executor="knative",
+        workers=1,
+        worker_concurrency=4,
+        api_port=free_port(),
+        gateway_port=free_port(),
+        worker_base_port=free_port(),
+        admin_user=AUTH[0],
+        admin_password=AUTH[1],
+        parallelism=16,
+        task_heartbeat_timeout=HEARTBEAT_TIMEOUT,
+    )
+    stack = LocalStack(config)
+    stack.start()
+    try:
+        with AirflowApi(config.api_url, *AUTH) as api:
+            for dag_id in (*NAP_DAG_IDS, "fault_deadline"):
+                api.unpause(dag_id)
+            yield FaultStack(stack, api, markers, deadline_marker)
+    finally:
+        stack.stop()
+
+
+# -- workers of a scenario's own -----------------------------------------------------------
+
+
+@dataclass
+class WorkerProcess:
+    """One ``airflow-knative worker`` in its own process group, as a pod's container."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def health(self) -> httpx.Response:
+        return httpx.get(f"{self.url}/healthz", timeout=5)
+
+    def readiness(self) -> dict[str, Any]:
+        body: dict[str, Any] = httpx.get(f"{self.url}/readyz", timeout=5).json()
+        return body
+
+    def pool_pids(self) -> list[int]:
+        pids: list[int] = self.health().json()["pool"]["pids"]
+        return pids
+
+    def kill_container(self) -> None:
+        """SIGKILL every process of the worker at once, as the kubelet does to an OOM-killed pod."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill_container()
+
+
+@pytest.fixture
+def spawn_worker(fault_stack: FaultStack, tmp_path: Path) -> Iterator[Any]:
+    """Start workers for one test; every one is stopped when the test ends."""
+    started: list[WorkerProcess] = []
+
+    def spawn(name: str, concurrency: int = 1) -> WorkerProcess:
+        config = fault_stack.config
+        port = free_port()
+        log_path = tmp_path / f"{name}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "airflow_knative.cli",
+                    "worker",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--name",
+                    name,
+                    "--concurrency",
+                    str(concurrency),
+                    "--heartbeat-interval",
+                    "1",
+                    "--secret-file",
+                    str(worker_secret_file(config)),
+                ],
+                env={**os.environ, **task_environment(config)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509  # prctl only
+            )
+        worker = WorkerProcess(name, f"http://127.0.0.1:{port}", process, log_path)
+        started.append(worker)
+        wait_for(lambda: answers_ok(f"{worker.url}/readyz"), timeout=90, interval=0.2)
+        return worker
+
+    yield spawn
+    for worker in started:
+        worker.stop()
+
+
+# -- a TCP proxy standing in for Knative's routing -----------------------------------------
+
+
+@dataclass
+class TcpProxy:
+    """Forwards each connection to the first backend that accepts it; can cut every open one.
+
+    Stands in for what sits between the executor and a pod in a cluster (Knative's
+    activator and queue-proxy, a load balancer): it spreads connections over the
+    live backends and it can drop a connection at any moment.
+    """
+
+    backends: list[str]
+    port: int = field(default_factory=free_port)
+    _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    _open: set[asyncio.StreamWriter] = field(default_factory=set)
+    _server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> TcpProxy:
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+        return self
+
+    def cut_all(self) -> int:
+        """Abort every open connection (both sides); return how many were cut."""
+        return asyncio.run_coroutine_threadsafe(self._cut(), self._loop).result(10)
+
+    def stop(self) -> None:
+        self.cut_all()
+        if self._server is not None:
+            self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def _cut(self) -> int:
+        writers = list(self._open)
+        for writer in writers:
+            writer.transport.abort()
+        self._open.clear()
+        return len(writers) // 2
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for backend in self.backends:
+            host, port = backend.removeprefix("http://").rsplit(":", 1)
+            try:
+                up_reader, up_writer = await asyncio.open_connection(host, int(port))
+                break
+            except OSError:
+                continue
+        else:
+            writer.transport.abort()
+            return
+        self._open.update({writer, up_writer})
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        self._open.difference_update({writer, up_writer})
+
+    @staticmethod
+    async def _pipe(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                target.write(data)
+                await target.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            target.close()
+
+
+@pytest.fixture
+def proxy() -> Iterator[Any]:
+    proxies: list[TcpProxy] = []
+
+    def make(*backends: str) -> TcpProxy:
+        started = TcpProxy(list(backends)).start()
+        proxies.append(started)
+        return started
+
+    yield make
+    for started in proxies:
+        started.stop()
+
+
+def a_task_workload_body() -> bytes:
+    """A valid dispatch request (a worker with a free slot would take it; one without answers 429)."""
+    from airflow_knative.protocol import encode_dispatch_request
+    from tests.unit.factories import build_workload
+
+    return encode_dispatch_request(build_workload().model_dump_json(), [])
