@@ -41,6 +41,7 @@ from airflow_knative.local.route_on_parse import WORKER_URLS_ENV, write_settings
 from airflow_knative.local.routing import write_local_routing
 from airflow_knative.local.warmup import warm_execution_api
 from airflow_knative.protocol import READINESS_PATH
+from generator.inventory import InventoryError
 
 STARTUP_TIMEOUT = 180.0
 
@@ -104,7 +105,7 @@ class LocalStack:
             self.lock.release()
             raise StackStartError(str(exc)) from None
         try:
-            self.scan = scan_dag_folder(config.dags_folder)
+            self.scan = self._scan()
             config.airflow_home.mkdir(parents=True, exist_ok=True)
             base_env = {**os.environ, **airflow_environment(config)}
             self._migrate(base_env)
@@ -123,6 +124,12 @@ class LocalStack:
             self.monitor = None
         self.processes.stop()
         self.lock.release()
+
+    def _scan(self) -> DagFolderScan:
+        try:
+            return scan_dag_folder(self.config.dags_folder)
+        except InventoryError as exc:  # no DAG folder at all: say which option sets it
+            raise StackStartError(f"{exc}: pass --dags-folder (make run ARGS='--dags-folder ...')") from None
 
     def _migrate(self, env: dict[str, str]) -> None:
         log_path = self.config.log_dir / "db-migrate.log"
