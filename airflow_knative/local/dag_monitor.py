@@ -49,6 +49,7 @@ class DagMonitor:
         self.dag_ids = set(dag_ids)
         self.import_errors = dict(import_errors)
         self._gone: set[str] = set()
+        self._last_problem = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dag-monitor", daemon=True)
 
@@ -73,6 +74,13 @@ class DagMonitor:
                 if api is not None:
                     api.close()
                 api = None
+            except Exception as exc:  # e.g. a routing file broken by hand: say so once, keep following
+                problem = f"DAG monitor: {type(exc).__name__}: {exc} (retrying every {POLL_INTERVAL:g} s)"
+                if problem != self._last_problem:
+                    self.report(problem)
+                self._last_problem = problem
+            else:
+                self._last_problem = ""
         if api is not None:
             api.close()
 
