@@ -8,10 +8,15 @@ the way Airflow reports it and the other DAGs run.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.inventory import InventoryError, TaskEntry, dag_entries, parse_folder
+
+#: Stacks started from threads of one process (the benchmarks start two) parse one at a time:
+#: Airflow's DagBag imports DAG files into the shared ``sys.modules``.
+_PARSING = threading.Lock()
 
 
 @dataclass
@@ -31,7 +36,8 @@ def scan_dag_folder(folder: Path) -> DagFolderScan:
     """Parse ``folder`` as Airflow does; keep going past files that fail to import."""
     # The stack's output is for the user: Airflow's "Filling up the DagBag" info line is not.
     logging.getLogger("airflow.dag_processing.dagbag").setLevel(logging.WARNING)
-    dags, import_errors = parse_folder(folder)
+    with _PARSING:
+        dags, import_errors = parse_folder(folder)
     scan = DagFolderScan(errors=dict(import_errors))
     for dag_id in sorted(dags):
         try:
