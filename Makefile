@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	touch $@
 
 run: $(STAMP)
-	$(VENV)/bin/airflow-knative dev
+	$(VENV)/bin/airflow-knative dev $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

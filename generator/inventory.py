@@ -36,19 +36,25 @@ class TaskEntry:
     fileloc: str
 
 
-def load_dags(dag_folder: Path) -> dict[str, object]:
-    """Parse ``dag_folder`` with Airflow's DagBag; stop on the first file that fails to import."""
+def parse_folder(dag_folder: Path) -> tuple[dict[str, object], dict[str, str]]:
+    """Parse ``dag_folder`` with Airflow's DagBag; return ``(dags, import errors by file)``."""
     from airflow.dag_processing.dagbag import DagBag
 
     if not dag_folder.is_dir():
         raise InventoryError(f"DAG folder {dag_folder} does not exist")
     bag = DagBag(dag_folder=str(dag_folder))
-    if bag.import_errors:
+    return dict(bag.dags), dict(bag.import_errors)
+
+
+def load_dags(dag_folder: Path) -> dict[str, object]:
+    """Parse ``dag_folder`` with Airflow's DagBag; stop on the first file that fails to import."""
+    dags, import_errors = parse_folder(dag_folder)
+    if import_errors:
         details = "\n".join(
-            f"  {path}:\n    {error.strip()}" for path, error in sorted(bag.import_errors.items())
+            f"  {path}:\n    {error.strip()}" for path, error in sorted(import_errors.items())
         )
-        raise InventoryError(f"{len(bag.import_errors)} DAG file(s) failed to import:\n{details}")
-    return dict(bag.dags)
+        raise InventoryError(f"{len(import_errors)} DAG file(s) failed to import:\n{details}")
+    return dags
 
 
 def merged_executor_config(task_config: Any, default_args: Any) -> Any:
@@ -69,24 +75,32 @@ def merged_executor_config(task_config: Any, default_args: Any) -> Any:
 
 def _entries(dags: dict[str, object]) -> Iterable[TaskEntry]:
     for dag_id in sorted(dags):
-        dag = dags[dag_id]
-        default_args = getattr(dag, "default_args", None)
-        for task in sorted(dag.tasks, key=lambda t: t.task_id):  # type: ignore[attr-defined]
-            where = f"{dag_id}.{task.task_id}"
-            try:
-                executor_config = merged_executor_config(task.executor_config, default_args)
-                config = parse_task_config(executor_config, where=where)
-            except InvalidTaskConfigError as exc:
-                raise InventoryError(f"{dag.fileloc}: {exc}") from exc  # type: ignore[attr-defined]
-            timeout = task.execution_timeout
-            yield TaskEntry(
-                dag_id=dag_id,
+        yield from dag_entries(dags[dag_id])
+
+
+def dag_entries(dag: Any) -> list[TaskEntry]:
+    """The tasks of one parsed DAG and their services (raises :class:`InventoryError` for bad config)."""
+    default_args = getattr(dag, "default_args", None)
+    entries = []
+    for task in sorted(dag.tasks, key=lambda t: t.task_id):
+        where = f"{dag.dag_id}.{task.task_id}"
+        try:
+            executor_config = merged_executor_config(task.executor_config, default_args)
+            config = parse_task_config(executor_config, where=where)
+        except InvalidTaskConfigError as exc:
+            raise InventoryError(f"{dag.fileloc}: {exc}") from exc
+        timeout = task.execution_timeout
+        entries.append(
+            TaskEntry(
+                dag_id=dag.dag_id,
                 task_id=task.task_id,
-                service=config.service or service_name(dag_id, task.task_id),
+                service=config.service or service_name(dag.dag_id, task.task_id),
                 config=config,
                 execution_timeout_seconds=int(timeout.total_seconds()) if timeout else None,
-                fileloc=str(dag.fileloc),  # type: ignore[attr-defined]
+                fileloc=str(dag.fileloc),
             )
+        )
+    return entries
 
 
 def collect_tasks(dag_folder: Path) -> list[TaskEntry]:
@@ -97,6 +111,12 @@ def collect_tasks(dag_folder: Path) -> list[TaskEntry]:
     generated service name.
     """
     entries = list(_entries(load_dags(dag_folder)))
+    check_unique_services(entries)
+    return entries
+
+
+def check_unique_services(entries: Iterable[TaskEntry]) -> None:
+    """Raise :class:`InventoryError` when two different tasks would get the same generated service."""
     owners: dict[str, TaskEntry] = {}
     for entry in entries:
         if entry.config.service:
@@ -107,4 +127,3 @@ def collect_tasks(dag_folder: Path) -> list[TaskEntry]:
                 f"tasks {clash.dag_id}.{clash.task_id} and {entry.dag_id}.{entry.task_id} both map to "
                 f"service {entry.service!r}: rename one of them"
             )
-    return entries

@@ -126,6 +126,7 @@ class TaskInstanceInfo:
     task_id: str
     map_index: int
     state: str | None
+    try_number: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,18 @@ def _task_info(body: Mapping[str, Any]) -> TaskInfo:
 
 def _task_instance_info(body: Mapping[str, Any]) -> TaskInstanceInfo:
     return TaskInstanceInfo(
-        task_id=str(body["task_id"]), map_index=int(body.get("map_index", -1)), state=body.get("state")
+        task_id=str(body["task_id"]),
+        map_index=int(body.get("map_index", -1)),
+        state=body.get("state"),
+        try_number=int(body.get("try_number") or 0),
+    )
+
+
+def task_log_path(dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int) -> str:
+    """The REST path that returns one attempt's task log (``GET``, with an Airflow token)."""
+    return (
+        f"{API}/dags/{segment(dag_id)}/dagRuns/{segment(run_id)}/taskInstances/{segment(task_id)}"
+        f"/logs/{try_number}?map_index={map_index}"
     )
 
 
@@ -407,6 +419,17 @@ class AirflowSession:
         except AirflowNotFound:
             return XComValue(found=False)
         return XComValue(found=True, value=_json_object(response, what).get("value"))
+
+    async def get_task_log(self, ti: TaskInstanceInfo, dag_id: str, run_id: str) -> list[Any]:
+        """One attempt's log as Airflow serves it: a list of structured entries (or text lines)."""
+        what = f"read the log of task {ti.task_id}[{ti.map_index}] in run {run_id} of DAG {dag_id}"
+        path, _, query = task_log_path(dag_id, run_id, ti.task_id, ti.try_number, ti.map_index).partition("?")
+        params = dict(item.split("=", 1) for item in query.split("&"))
+        response = await self._call("GET", path, what, params={**params, "full_content": "true"})
+        content = _json_object(response, what).get("content")
+        if isinstance(content, list):
+            return content
+        return str(content or "").splitlines()
 
     async def get_return_values(
         self, dag_id: str, run_id: str, task_id: str, map_indexes: Iterable[int]

@@ -91,14 +91,22 @@ def _session(request: Request, log: CallLog) -> AirflowSession:
 async def _answer_ended_or_current(
     request: Request, session: AirflowSession, dag_id: str, run_id: str
 ) -> Response:
-    """Body for ``GET /runs/...``: the final answer once the run ended, else its state."""
+    """Body for ``GET /runs/...``: the final answer once the run ended, else 202 and its state.
+
+    202 (as ``?wait=false`` answers) tells a poller "accepted, not done yet"; only the
+    final answer carries 200 (success) or 500 (the run failed).
+    """
     workflows = _workflows(request)
     run = await workflows.current(session, dag_id, run_id)
     if run.state in TERMINAL_RUN_STATES:
         answer = await workflows.finished_answer(session, run)
         return JSONResponse(answer.body, status_code=answer.status)
     url = status_url(request.scope.get("root_path", ""), dag_id, run_id)
-    return JSONResponse({"dag_id": dag_id, "run_id": run.run_id, "state": run.state, "status_url": url})
+    return JSONResponse(
+        {"dag_id": dag_id, "run_id": run.run_id, "state": run.state, "status_url": url},
+        status_code=202,
+        headers={"Location": url, "Retry-After": "1"},
+    )
 
 
 async def _run_workflow(request: Request, dag_id: str, log: CallLog) -> Response:

@@ -68,8 +68,50 @@ def assemble_output(leaves: Sequence[TaskInfo], values: Mapping[str, Any]) -> An
     return {leaf.task_id: values.get(leaf.task_id) for leaf in leaves}
 
 
-def failed_tasks(instances: Iterable[TaskInstanceInfo]) -> list[dict[str, Any]]:
+def failed_instances(instances: Iterable[TaskInstanceInfo]) -> list[TaskInstanceInfo]:
     """Task instances that failed or could not run because an upstream failed, stably ordered."""
     chosen = [ti for ti in instances if ti.state in FAILED_TASK_STATES]
     chosen.sort(key=lambda ti: (FAILED_TASK_STATES.index(ti.state or ""), ti.task_id, ti.map_index))
-    return [{"task_id": ti.task_id, "map_index": ti.map_index, "state": ti.state} for ti in chosen]
+    return chosen
+
+
+def failed_tasks(
+    instances: Iterable[TaskInstanceInfo], details: Mapping[tuple[str, int], Mapping[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The ``failed_tasks`` of a failed run's answer; ``details`` (error, log) by (task_id, map_index)."""
+    return [
+        {
+            "task_id": ti.task_id,
+            "map_index": ti.map_index,
+            "state": ti.state,
+            **(details or {}).get((ti.task_id, ti.map_index), {}),
+        }
+        for ti in failed_instances(instances)
+    ]
+
+
+#: Log levels whose entries can say why a task failed.
+_ERROR_LEVELS = frozenset({"error", "critical", "fatal"})
+
+
+def log_error_summary(content: Sequence[Any]) -> str | None:
+    """The line that says why a task failed, from its Airflow log.
+
+    Airflow 3 task logs are structured: an exception is logged with
+    ``error_detail``, a list whose first element is the exception that ended the
+    task (``exc_type``, ``exc_value``). Without one, the last error-level message
+    is the reason (e.g. an executor that could not hand the task to a worker). The
+    last exception in the log wins: it is the one that ended the attempt.
+    """
+    exception: str | None = None
+    last_error: str | None = None
+    for entry in content:
+        if not isinstance(entry, Mapping):
+            continue
+        details = entry.get("error_detail")
+        if isinstance(details, list) and details and isinstance(details[0], Mapping):
+            raised = details[0]
+            exception = f"{raised.get('exc_type', 'Exception')}: {raised.get('exc_value', '')}".rstrip(": ")
+        elif str(entry.get("level", "")).lower() in _ERROR_LEVELS:
+            last_error = str(entry.get("event", "")).strip() or last_error
+    return exception or last_error

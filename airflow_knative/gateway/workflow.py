@@ -21,8 +21,10 @@ from airflow_knative.gateway.airflow_api import (
     AirflowSession,
     DagRunInfo,
     TaskInfo,
+    TaskInstanceInfo,
     is_transient,
     segment,
+    task_log_path,
 )
 from airflow_knative.gateway.auth import BasicCredentials
 from airflow_knative.gateway.errors import GatewayError, from_airflow
@@ -31,12 +33,18 @@ from airflow_knative.gateway.output import (
     SUCCESS,
     TERMINAL_RUN_STATES,
     assemble_output,
+    failed_instances,
     failed_tasks,
     leaf_tasks,
+    log_error_summary,
     mapped_indexes,
     xcom_output,
 )
 from airflow_knative.gateway.settings import GatewaySettings
+
+#: Failed task instances whose logs one failed-run answer reads (a mapped task can fail thousands).
+MAX_LOGS_READ = 10
+UPSTREAM_FAILED_REASON = "not run: an upstream task failed"
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -247,6 +255,7 @@ class WorkflowService:
             instances = await session.list_task_instances(run.dag_id, run.run_id, states=FAILED_TASK_STATES)
         except AirflowApiError as exc:
             raise from_airflow(exc) from None
+        details = await self._failure_details(session, run, instances)
         return Answer(
             500,
             {
@@ -254,9 +263,41 @@ class WorkflowService:
                 "dag_id": run.dag_id,
                 "run_id": run.run_id,
                 "state": run.state,
-                "failed_tasks": failed_tasks(instances),
+                "failed_tasks": failed_tasks(instances, details),
             },
         )
+
+    async def _failure_details(
+        self, session: AirflowSession, run: DagRunInfo, instances: list[TaskInstanceInfo]
+    ) -> dict[tuple[str, int], dict[str, Any]]:
+        """Why each failed task failed (from its log) and where that log is; read concurrently."""
+        details: dict[tuple[str, int], dict[str, Any]] = {}
+        failed = [ti for ti in failed_instances(instances) if ti.state == "failed"]
+        for ti in failed_instances(instances):
+            if ti.state != "failed":
+                details[(ti.task_id, ti.map_index)] = {"error": UPSTREAM_FAILED_REASON}
+        for ti in failed:
+            path = task_log_path(run.dag_id, run.run_id, ti.task_id, max(ti.try_number, 1), ti.map_index)
+            details[(ti.task_id, ti.map_index)] = {
+                "try_number": ti.try_number,
+                "log_path": path,
+                "log_url": f"{self._api.base_url}{path}",
+            }
+        summaries = await asyncio.gather(
+            *(self._log_summary(session, run, ti) for ti in failed[:MAX_LOGS_READ])
+        )
+        for ti, summary in zip(failed, summaries, strict=False):
+            details[(ti.task_id, ti.map_index)]["error"] = summary
+        return details
+
+    async def _log_summary(self, session: AirflowSession, run: DagRunInfo, ti: TaskInstanceInfo) -> str:
+        """The error line of one failed attempt's log, or why there is none."""
+        attempt = TaskInstanceInfo(ti.task_id, ti.map_index, ti.state, max(ti.try_number, 1))
+        try:
+            content = await session.get_task_log(attempt, run.dag_id, run.run_id)
+        except AirflowApiError as exc:
+            return f"(log not readable: {exc})"
+        return log_error_summary(content) or "(the log names no error: read it at log_path)"
 
     async def _output(self, session: AirflowSession, run: DagRunInfo) -> Any:
         """Return values of the DAG's leaf tasks, read concurrently."""

@@ -65,6 +65,11 @@ class AirflowApi:
         """The DAGs Airflow has stored (the DAG processor parsed them), however many there are."""
         return {dag["dag_id"] for dag in self.collect(api_path("dags"), "dags")}
 
+    def import_errors(self) -> dict[str, str]:
+        """DAG files that do not import, as Airflow lists them: file name -> stack trace."""
+        errors = self.collect(api_path("importErrors"), "import_errors")
+        return {str(error["filename"]): str(error["stack_trace"]) for error in errors}
+
     def active_runs(self, dag_id: str) -> int:
         """How many runs of ``dag_id`` are queued or running."""
         response = self.client.get(

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from airflow_knative.local.config import PORT_ENV
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the local stack's options (all have defaults: `make run` passes none)."""
@@ -32,15 +34,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=2, help="Local worker processes standing in for services."
     )
     parser.add_argument("--worker-concurrency", type=int, default=4, help="Tasks each worker runs at once.")
-    parser.add_argument("--api-port", type=int, default=int(env("AIRFLOW_KNATIVE_DEV_API_PORT", "8080")))
     parser.add_argument(
-        "--gateway-port", type=int, default=int(env("AIRFLOW_KNATIVE_DEV_GATEWAY_PORT", "8000"))
+        "--api-port",
+        type=int,
+        default=int(env(PORT_ENV["--api-port"], "8080")),
+        help=f"Airflow API server and UI (env {PORT_ENV['--api-port']}).",
+    )
+    parser.add_argument(
+        "--gateway-port",
+        type=int,
+        default=int(env(PORT_ENV["--gateway-port"], "8000")),
+        help=f"Workflow gateway (env {PORT_ENV['--gateway-port']}).",
     )
     parser.add_argument(
         "--worker-base-port",
         type=int,
-        default=int(env("AIRFLOW_KNATIVE_DEV_WORKER_BASE_PORT", "8101")),
-        help="First worker's port; the others follow.",
+        default=int(env(PORT_ENV["--worker-base-port"], "8101")),
+        help=f"First worker's port; the others follow (env {PORT_ENV['--worker-base-port']}).",
     )
     parser.add_argument("--admin-user", default=env("AIRFLOW_KNATIVE_DEV_USER", "admin"))
     parser.add_argument(

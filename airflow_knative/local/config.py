@@ -9,6 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+#: The option that sets each port of the stack, and the environment variable behind its default.
+PORT_ENV = {
+    "--api-port": "AIRFLOW_KNATIVE_DEV_API_PORT",
+    "--gateway-port": "AIRFLOW_KNATIVE_DEV_GATEWAY_PORT",
+    "--worker-base-port": "AIRFLOW_KNATIVE_DEV_WORKER_BASE_PORT",
+}
 EXECUTORS = {"knative": "airflow_knative.executor.KnativeExecutor", "local": "LocalExecutor"}
 
 #: Low-latency scheduling, as measured in shared/notes/platform-facts.md (about 21 % of a
@@ -162,9 +168,13 @@ def _heartbeat_settings(timeout: int | None) -> dict[str, str]:
     }
 
 
-def _database_settings(database_url: str) -> dict[str, str]:
+def api_server_workers(database_url: str) -> int:
     """SQLite takes one writer at a time: a second API server process only adds lock contention."""
-    return {"AIRFLOW__API__WORKERS": "1" if database_url.startswith("sqlite") else "2"}
+    return 1 if database_url.startswith("sqlite") else 2
+
+
+def _database_settings(database_url: str) -> dict[str, str]:
+    return {"AIRFLOW__API__WORKERS": str(api_server_workers(database_url))}
 
 
 def task_environment(config: StackConfig) -> dict[str, str]:

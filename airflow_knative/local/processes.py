@@ -21,12 +21,27 @@ class StackStartError(RuntimeError):
     """A component did not come up; the message carries the end of its log."""
 
 
-def log_tail(path: Path, lines: int = 25) -> str:
-    """Return the last lines of a log file, for error messages."""
+def log_size(path: Path) -> int:
+    """Bytes in ``path`` now (0 if missing): where this start's lines of an appended log begin."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def log_tail(path: Path, lines: int = 25, since: int = 0) -> str:
+    """Return the last lines written to a log file after byte ``since``, for error messages.
+
+    Logs are appended across starts; reading from the size the file had when this
+    start began keeps an earlier start's lines out of the message.
+    """
+    try:
+        with path.open("rb") as log_file:
+            log_file.seek(since)
+            text = log_file.read().decode(errors="replace")
     except OSError:
         return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(nothing written in this start)"
 
 
 @dataclass
@@ -37,14 +52,15 @@ class Component:
     process: subprocess.Popen[bytes]
     log_path: Path
     health_url: str | None = None
+    log_start: int = 0
 
     def check_alive(self) -> None:
-        """Raise with the log's tail if the process has exited."""
+        """Raise with the lines the process wrote in this start if it has exited."""
         code = self.process.poll()
         if code is not None:
             raise StackStartError(
                 f"{self.name} exited with code {code}; "
-                f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
+                f"its last lines in {self.log_path}:\n{log_tail(self.log_path, since=self.log_start)}"
             )
 
 
@@ -61,6 +77,7 @@ class ProcessGroup:
         """Start ``command`` with its output in ``<log_dir>/<name>.log``."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
+        log_start = log_size(log_path)
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(
                 command,
@@ -71,7 +88,7 @@ class ProcessGroup:
                 start_new_session=True,  # Ctrl-C reaches us; we stop the components in order
                 preexec_fn=_die_with_parent,  # noqa: PLW1509  # prctl only; started from one thread
             )
-        component = Component(name, process, log_path, health_url)
+        component = Component(name, process, log_path, health_url, log_start)
         self.components.append(component)
         return component
 
@@ -86,10 +103,12 @@ class ProcessGroup:
                     if _answers(client, component.health_url or ""):
                         pending.remove(component)
                 if pending and time.monotonic() > deadline:
-                    names = ", ".join(c.name for c in pending)
-                    raise StackStartError(
-                        f"not healthy after {timeout:.0f}s: {names} (logs in {self.log_dir})"
+                    tails = "\n".join(
+                        f"{c.name} ({c.health_url}), its last lines in {c.log_path}:\n"
+                        f"{log_tail(c.log_path, lines=10, since=c.log_start)}"
+                        for c in pending
                     )
+                    raise StackStartError(f"not healthy after {timeout:.0f}s:\n{tails}")
                 time.sleep(0.2)
 
     def check_alive(self) -> None:

@@ -17,12 +17,16 @@ import httpx
 import pytest
 
 from airflow_knative.events import read_events
+from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.config import StackConfig
 from airflow_knative.local.stack import LocalStack
 from tests.conftest import WORKFLOWS, free_port
 
 E2E_DAGS = Path(__file__).parent / "dags"
 AUTH = ("admin", "e2e-password")
+#: A DAG file that does not import, beside the good ones from the first start on.
+BROKEN_DAG_FILE = "e2e_broken.py"
+BROKEN_DAG_SOURCE = "from airflow.sdk import dag\n\n@dag(dag_id='e2e_broken'\ndef oops(:\n"
 
 
 @dataclass
@@ -47,6 +51,17 @@ class RunningStack:
     def scheduler_log(self) -> str:
         return (self.config.log_dir / "scheduler.log").read_text(errors="replace")
 
+    def stack_log(self) -> str:
+        """What the stack told the user, and its own events."""
+        return self.stack.log_path.read_text(errors="replace")
+
+    def stack_events(self, event: str) -> list[dict[str, Any]]:
+        return list(read_events(self.stack.log_path, event))
+
+    def airflow(self) -> AirflowApi:
+        """A logged-in client of the stack's Airflow REST API (close it, or use ``with``)."""
+        return AirflowApi(self.config.api_url, *AUTH)
+
     def run_workflow(self, dag_id: str, data: Any, **params: str) -> httpx.Response:
         return self.gateway.post(f"/runWorkflow/{dag_id}", json={"input": data}, params=params)
 
@@ -61,7 +76,7 @@ class RunningStack:
         return result
 
 
-def _stack_config(home: Path, dags: Path) -> StackConfig:
+def stack_config(home: Path, dags: Path) -> StackConfig:
     return StackConfig(
         home=home,
         dags_folder=dags,
@@ -84,6 +99,7 @@ def e2e_dags(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dags = tmp_path_factory.mktemp("dags")
     for source in [*WORKFLOWS.glob("*.py"), *E2E_DAGS.glob("*.py")]:
         shutil.copy(source, dags / source.name)
+    (dags / BROKEN_DAG_FILE).write_text(BROKEN_DAG_SOURCE)
     return dags
 
 
@@ -91,7 +107,7 @@ def e2e_dags(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def running_stack(tmp_path_factory: pytest.TempPathFactory, e2e_dags: Path) -> Iterator[RunningStack]:
     """Start the whole local stack once; stop every process at the end."""
     home = tmp_path_factory.mktemp("stack")
-    stack = LocalStack(_stack_config(home, e2e_dags))
+    stack = LocalStack(stack_config(home, e2e_dags))
     stack.start()
     try:
         with httpx.Client(base_url=stack.config.gateway_url, auth=AUTH, timeout=120) as gateway:

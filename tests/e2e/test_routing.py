@@ -9,6 +9,7 @@ from urllib.parse import quote
 import pytest
 
 from airflow_knative.local.airflow_rest import AirflowApi
+from airflow_knative.routing import load_routing_table, write_routing_table
 from tests.e2e.conftest import RunningStack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -35,17 +36,26 @@ UNROUTED_DAG = textwrap.dedent(
 def test_task_without_route_fails_fast_naming_dag_task_and_file(
     running_stack: RunningStack, e2e_dags: Path
 ) -> None:
-    # Added after the stack wrote its routing table, as if someone forgot `make generate`.
+    # The local stack routes a DAG as Airflow parses it, before Airflow stores it. Removing
+    # its route by hand afterwards (it stays removed until the DAG's tasks change) stands in
+    # for a cluster whose routing table lacks the DAG because `make generate` was forgotten.
     (e2e_dags / "e2e_unrouted.py").write_text(UNROUTED_DAG)
-    accepted = wait_for(
-        lambda: (
-            (r := running_stack.run_workflow("e2e_unrouted", None, wait="false")).status_code == 202 and r
-        ),
-        timeout=90,
-        interval=2,
-    )
+    with running_stack.airflow() as api:
+        wait_for(lambda: "e2e_unrouted" in api.dag_ids(), timeout=90, interval=1)
+    routing_file = running_stack.config.routing_file
+    table = load_routing_table(routing_file)
+    assert "e2e_unrouted" in table.tasks
+    table.tasks.pop("e2e_unrouted")
+    write_routing_table(table, routing_file)
 
-    assert running_stack.wait_for_end(accepted.json()["status_url"])["state"] == "failed"
+    accepted = running_stack.run_workflow("e2e_unrouted", None, wait="false")
+    assert accepted.status_code == 202, accepted.text
+
+    final = running_stack.wait_for_end(accepted.json()["status_url"])
+    assert final["state"] == "failed"
+    # The gateway's answer carries the reason, read from the task's Airflow log.
+    (lonely,) = final["failed_tasks"]
+    assert "no route for dag_id='e2e_unrouted' task_id='lonely'" in lonely["error"]
     lines = running_stack.scheduler_log().splitlines()
     log_line = next(line for line in lines if "no route for dag_id='e2e_unrouted'" in line)
     assert "task_id='lonely'" in log_line

@@ -10,6 +10,7 @@ from airflow_knative.gateway.output import (
     decode_value,
     failed_tasks,
     leaf_tasks,
+    log_error_summary,
     mapped_indexes,
     xcom_output,
 )
@@ -88,3 +89,49 @@ def test_failed_tasks_lists_failed_then_upstream_failed() -> None:
         {"task_id": "boom", "map_index": 3, "state": "failed"},
         {"task_id": "load", "map_index": -1, "state": "upstream_failed"},
     ]
+
+
+def test_failed_tasks_carry_their_details() -> None:
+    instances = [TaskInstanceInfo("boom", -1, "failed", 1), TaskInstanceInfo("after", -1, "upstream_failed")]
+    details = {("boom", -1): {"error": "ValueError: no", "log_path": "/api/v2/x"}}
+    assert failed_tasks(instances, details) == [
+        {
+            "task_id": "boom",
+            "map_index": -1,
+            "state": "failed",
+            "error": "ValueError: no",
+            "log_path": "/api/v2/x",
+        },
+        {"task_id": "after", "map_index": -1, "state": "upstream_failed"},
+    ]
+
+
+def test_log_error_summary_is_the_last_exception_of_the_attempt() -> None:
+    content = [
+        {"event": "::group::Pre Execute", "level": "info"},
+        {
+            "event": "retrying",
+            "level": "warning",
+            "error_detail": [{"exc_type": "OSError", "exc_value": "early"}],
+        },
+        {
+            "event": "Task failed with exception",
+            "level": "error",
+            "error_detail": [
+                {"exc_type": "ValueError", "exc_value": "refusing to process [1, 2]", "frames": []},
+                {"exc_type": "KeyError", "exc_value": "'cause'", "frames": []},
+            ],
+        },
+        "a plain text line",
+    ]
+    assert log_error_summary(content) == "ValueError: refusing to process [1, 2]"
+
+
+def test_log_error_summary_falls_back_to_the_last_error_line() -> None:
+    content = [
+        {"event": "starting", "level": "info"},
+        {"event": "no route for dag_id='d' task_id='t'", "level": "error"},
+        {"event": "done", "level": "info"},
+    ]
+    assert log_error_summary(content) == "no route for dag_id='d' task_id='t'"
+    assert log_error_summary([{"event": "fine", "level": "info"}, "text"]) is None

@@ -94,7 +94,9 @@ def _fake_dag(
         SimpleNamespace(task_id=t, executor_config={}, execution_timeout=timedelta(seconds=10))
         for t in task_ids
     ]
-    return SimpleNamespace(tasks=tasks, fileloc=f"/dags/{dag_id}.py", default_args=default_args or {})
+    return SimpleNamespace(
+        dag_id=dag_id, tasks=tasks, fileloc=f"/dags/{dag_id}.py", default_args=default_args or {}
+    )
 
 
 def test_colliding_service_names_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
