@@ -32,7 +32,7 @@ import pytest
 from airflow_knative.local import stack as local_stack
 from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.config import StackConfig, airflow_environment
-from airflow_knative.local.processes import Component
+from airflow_knative.local.processes import Component, StackStartError
 from airflow_knative.local.stack import LocalStack
 from tests.conftest import REPO_ROOT, free_port
 
@@ -235,11 +235,19 @@ def running_fault_stack(
     for source in FAULT_DAGS.glob("*.py"):
         shutil.copy(source, dags / source.name)
     url = database_url or f"sqlite:///{home / 'airflow' / 'airflow.db'}"
-    stack = LocalStack(_stack_config(home, dags, url))
     with environment(extra_env), pytest.MonkeyPatch.context() as patch:
         # The machine is shared with other builds: allow a slow start rather than fail on it.
         patch.setattr(local_stack, "STARTUP_TIMEOUT", SLOW_MACHINE_STARTUP_TIMEOUT)
-        stack.start()
+        for attempt in range(3):
+            stack = LocalStack(_stack_config(home, dags, url))
+            try:
+                stack.start()
+                break
+            except StackStartError as exc:
+                # Another build took one of the free ports picked for this stack before a
+                # component bound it: pick new ones (anything else is a real failure).
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
     work_dir = tmp_path_factory.mktemp("fault-work")
     fault_stack = FaultStack(stack, extra_env, work_dir)
     fault_stack.schedulers = [c for c in stack.processes.components if c.name == "scheduler"]
