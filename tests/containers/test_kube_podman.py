@@ -20,6 +20,8 @@ from kube_podman import (
     podman_run_args,
 )
 
+from airflow_knative.routing import RoutingTable
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
 from chart_helpers import NAMESPACE, VALUES_FILES, render
 
@@ -84,10 +86,11 @@ def test_containers_keep_command_user_and_security_context() -> None:
 def test_every_routing_url_is_a_service_dns_name_with_its_port() -> None:
     release = deployment_release()
     (routing,) = [v for k, v in release.config_maps.items() if k.endswith("-routing")]
-    table = json.loads(routing["routing.yaml"])
+    table = RoutingTable.model_validate(json.loads(routing["routing.yaml"]))
     names = {dns: s for s in release.services.values() for dns in s.dns_names}
-    for service, entry in table["services"].items():
-        url = urlparse(entry["url"])
+    assert table.known_services()
+    for service in table.known_services():
+        url = urlparse(table.url_of(service) or "")
         assert url.hostname in names, f"{service}: {url.hostname} is no Service DNS name"
         ports = dict(names[url.hostname].ports)
         assert (url.port or 80) in ports
