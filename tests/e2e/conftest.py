@@ -6,6 +6,7 @@ worker's pool of Airflow supervisors and the gateway, with SQLite as database.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Iterator
@@ -76,8 +77,9 @@ class RunningStack:
         return result
 
 
-def stack_config(home: Path, dags: Path) -> StackConfig:
-    return StackConfig(
+def stack_config(home: Path, dags: Path, **overrides: Any) -> StackConfig:
+    """The e2e stack's options (free ports, SQLite in ``home``); ``overrides`` change single fields."""
+    config = StackConfig(
         home=home,
         dags_folder=dags,
         database_url=f"sqlite:///{home / 'airflow' / 'airflow.db'}",
@@ -91,6 +93,7 @@ def stack_config(home: Path, dags: Path) -> StackConfig:
         admin_password=AUTH[1],
         parallelism=16,
     )
+    return dataclasses.replace(config, **overrides)
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,8 @@ from pathlib import Path
 import pytest
 
 from airflow_knative.local.airflow_rest import PAGE_SIZE, AirflowApi
-from airflow_knative.local.config import StackConfig
 from airflow_knative.local.stack import LocalStack
-from tests.conftest import free_port
-from tests.e2e.conftest import AUTH
+from tests.e2e.conftest import AUTH, stack_config
 
 pytestmark = pytest.mark.e2e
 
@@ -57,20 +55,7 @@ def many_dags(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, many_dags: Path) -> Iterator[LocalStack]:
     home = tmp_path_factory.mktemp("many-dags-stack")
-    config = StackConfig(
-        home=home,
-        dags_folder=many_dags,
-        database_url=f"sqlite:///{home / 'airflow' / 'airflow.db'}",
-        executor="local",
-        workers=0,
-        worker_concurrency=1,
-        api_port=free_port(),
-        gateway_port=free_port(),
-        worker_base_port=free_port(),
-        admin_user=AUTH[0],
-        admin_password=AUTH[1],
-        parallelism=2,
-    )
+    config = stack_config(home, many_dags, executor="local", workers=0, worker_concurrency=1, parallelism=2)
     local = LocalStack(config)
     local.start()  # returns only once the API lists every DAG of the folder
     try:

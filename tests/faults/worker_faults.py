@@ -30,9 +30,8 @@ from airflow_knative.local.processes import _die_with_parent as die_with_parent
 from airflow_knative.local.stack import STARTUP_TIMEOUT, LocalStack
 from airflow_knative.routing import ServiceEntry, load_routing_table, write_routing_table
 from tests.conftest import free_port
-from tests.e2e.conftest import answers_ok, wait_for
+from tests.e2e.conftest import AUTH, answers_ok, stack_config, wait_for
 
-AUTH = ("admin", "faults-password")
 #: Seconds without a task heartbeat before Airflow fails the task (Airflow's default is 300).
 HEARTBEAT_TIMEOUT = 15
 #: Where the measured recovery times are appended (one JSON object per line).
@@ -200,21 +199,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
     deadline_marker = markers / "deadline-callback.jsonl"
     dags = home / "dags"
     write_fault_dags(dags, deadline_marker)
-    config = StackConfig(
-        home=home,
-        dags_folder=dags,
-        database_url=f"sqlite:///{home / 'airflow' / 'airflow.db'}",
-        executor="knative",
-        workers=1,
-        worker_concurrency=4,
-        api_port=free_port(),
-        gateway_port=free_port(),
-        worker_base_port=free_port(),
-        admin_user=AUTH[0],
-        admin_password=AUTH[1],
-        parallelism=16,
-        task_heartbeat_timeout=HEARTBEAT_TIMEOUT,
-    )
+    config = stack_config(home, dags, workers=1, task_heartbeat_timeout=HEARTBEAT_TIMEOUT)
     stack = LocalStack(config)
     stack.start()
     try:
