@@ -61,7 +61,7 @@ class ExecutorSettings:
         example="600.0",
     )
     dispatch_deadline: float = _option(
-        300.0,
+        240.0,
         "Seconds to keep retrying a task that no worker has accepted (cold starts, 429/5xx). "
         "Never retries past the workload token's expiry minus `token_margin`.",
         example="900.0",

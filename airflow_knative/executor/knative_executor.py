@@ -26,6 +26,7 @@ from airflow.utils.state import TaskInstanceState
 from airflow_knative.events import log_event
 from airflow_knative.executor.dispatcher import Dispatcher, DispatchOutcome
 from airflow_knative.executor.prewarm import Prewarmer
+from airflow_knative.executor.retry_policy import time_limits_outlast_token
 from airflow_knative.executor.side_workloads import side_workload_url
 from airflow_knative.executor.task_watch import TaskWatch, WatchedEnd
 from airflow_knative.routing import Router
@@ -189,8 +190,9 @@ class KnativeExecutor(BaseExecutor):
         from airflow.configuration import conf
 
         token_life = conf.getfloat("scheduler", "task_queued_timeout", fallback=600.0)
-        longest = settings.dispatch_deadline + settings.accept_timeout
-        if longest > token_life - settings.token_margin:
+        if time_limits_outlast_token(
+            settings.dispatch_deadline, settings.accept_timeout, settings.token_margin, token_life
+        ):
             self.log.warning(
                 "[knative_executor] dispatch_deadline (%ss) + accept_timeout (%ss) outlast the workload "
                 "token ([scheduler] task_queued_timeout = %ss, less token_margin %ss): each task's "

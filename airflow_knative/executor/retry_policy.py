@@ -73,6 +73,19 @@ def seconds_left(token: str, margin: float) -> float | None:
     return None if expires_at is None else expires_at - margin - time.time()
 
 
+def time_limits_outlast_token(
+    dispatch_deadline: float, accept_timeout: float, token_margin: float, token_life: float
+) -> bool:
+    """Whether retrying plus waiting for ``accepted`` can outlast a workload's token.
+
+    Each task's dispatch is cut at its token's expiry anyway (``seconds_left``); this is
+    for telling the operator at start-up that the configured limits will not hold as set.
+    The defaults (240 + 300 <= 600 - 30) agree with Airflow's default
+    ``[scheduler] task_queued_timeout``.
+    """
+    return dispatch_deadline + accept_timeout > token_life - token_margin
+
+
 class WaitHonouringRetryAfter(wait_exponential_jitter):
     """Exponential backoff with jitter that never waits less than the server's ``Retry-After``."""
 

@@ -133,3 +133,17 @@ def test_read_secret_on_a_missing_file_names_it(tmp_path: Path) -> None:
 
     assert str(path) in str(caught.value)
     assert "[knative_executor] secret_file" in str(caught.value)
+
+
+def test_default_time_limits_fit_airflows_default_workload_token() -> None:
+    """A fresh install must not warn at every scheduler start: the defaults agree with Airflow's."""
+    from airflow.configuration import conf
+
+    from airflow_knative.executor.retry_policy import time_limits_outlast_token
+
+    defaults = ExecutorSettings()
+    token_life = float(conf.get_default_value("scheduler", "task_queued_timeout"))
+    assert not time_limits_outlast_token(
+        defaults.dispatch_deadline, defaults.accept_timeout, defaults.token_margin, token_life
+    )
+    assert time_limits_outlast_token(300.0, 300.0, defaults.token_margin, token_life)
