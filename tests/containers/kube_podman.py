@@ -151,6 +151,11 @@ class Workload:
     manifest: Manifest
 
     @property
+    def key(self) -> str:
+        """``Kind/name``, as releases index their workloads."""
+        return f"{self.kind}/{self.name}"
+
+    @property
     def pod_spec(self) -> Manifest:
         if self.kind == "Pod":
             spec: Manifest = self.manifest["spec"]
@@ -237,7 +242,8 @@ class Release:
             elif kind == "ConfigMap":
                 self.config_maps[name] = {k: str(v).encode() for k, v in (doc.get("data") or {}).items()}
             elif kind in POD_OWNERS:
-                self.workloads[f"{kind}/{name}"] = self._workload(doc)
+                workload = self._workload(doc)
+                self.workloads[workload.key] = workload
             elif kind == "Service" and doc["apiVersion"] == "v1":
                 service_docs.append(doc)
             elif kind == "PersistentVolumeClaim":

@@ -37,6 +37,8 @@ HERE = Path(__file__).resolve().parent
 RUN_LABEL = "io.airflow-knative.run"
 #: How long one engine call may take before the test gives up on it.
 CALL_TIMEOUT = 300
+#: Restarts of a pod whose init container failed before the pod counts as failed.
+INIT_RETRIES = 4
 
 
 class ClusterError(AssertionError):
@@ -154,7 +156,18 @@ class PodmanCluster:
     # applying a rendering ---------------------------------------------------------------
 
     def apply(self, release: Release) -> None:
-        """Start what is new, replace pods whose spec changed, run new Jobs (helm upgrade)."""
+        """Start what is new, replace pods whose spec changed, run new Jobs (helm upgrade).
+
+        Holds the lock throughout, so the ReplicaSet controller (reconcile_once) never sees
+        a pod this rollout is replacing and restarts it from the old rendering.
+        """
+        with self.lock:
+            self._apply(release)
+        if self._reconciler is None:
+            self._reconciler = threading.Thread(target=self._reconcile_loop, daemon=True)
+            self._reconciler.start()
+
+    def _apply(self, release: Release) -> None:
         previous = self.release
         self.release = release
         for claim in sorted(release.claims):
@@ -173,17 +186,25 @@ class PodmanCluster:
                 if changed:
                     self.completed_jobs.discard(key)
                     self._spawn(self._run_job, workload)
-                continue
-            if not changed:
-                continue
-            for pod_name, running in list(self.pods.items()):
-                if running.workload.kind == workload.kind and running.workload.name == workload.name:
-                    self._remove_pod(pod_name)
-            for ordinal in range(workload.replicas):
-                self._spawn(self._start_pod, workload, ordinal)
-        if self._reconciler is None:
-            self._reconciler = threading.Thread(target=self._reconcile_loop, daemon=True)
-            self._reconciler.start()
+            else:
+                self._roll_out(workload, changed)
+        for pod_name, running in list(self.pods.items()):
+            if running.workload.key not in release.workloads:  # left the rendering: delete its pods
+                self._remove_pod(pod_name)
+
+    def _roll_out(self, workload: Workload, changed: bool) -> None:
+        """Replace the pods of a changed workload; re-own the pods of an unchanged one."""
+        mine = [(n, p) for n, p in self.pods.items() if p.workload.key == workload.key]
+        if not changed:
+            # The pods keep running; they now belong to this rendering's workload (readiness
+            # and the ReplicaSet controller look workloads up in the current rendering).
+            for _, running in mine:
+                running.workload = workload
+            return
+        for pod_name, _ in mine:
+            self._remove_pod(pod_name)
+        for ordinal in range(workload.replicas):
+            self._spawn(self._start_pod, workload, ordinal)
 
     @staticmethod
     def _spec_of(release: Release | None, workload: Workload) -> str:
@@ -212,12 +233,19 @@ class PodmanCluster:
         running = RunningPod(plan, workload)
         with self.lock:
             self.pods[plan.name] = running
-        try:
-            self._run_pod(plan, detach=True)
-            running.started.set()
-        except ClusterError as exc:
-            running.failed = str(exc)
-            running.started.set()
+        for attempt in range(INIT_RETRIES + 1):
+            try:
+                self._run_pod(plan, detach=True)
+                running.started.set()
+                return
+            except ClusterError as exc:
+                # The kubelet restarts failed init containers with a growing back-off
+                # (e.g. a wait-for-migrations that met a database still starting).
+                if attempt == INIT_RETRIES or self._stop.is_set() or plan.name not in self.pods:
+                    running.failed = str(exc)
+                    running.started.set()
+                    return
+                time.sleep(min(5 * 2**attempt, 40))
 
     def _run_pod(self, plan: PodPlan, detach: bool) -> int:
         """Init containers to completion, then the containers; returns the exit code when not detached."""
@@ -387,7 +415,9 @@ class PodmanCluster:
         deadline = time.monotonic() + timeout
         pending: list[str] = []
         while time.monotonic() < deadline:
-            pending = self._not_ready()
+            previous, pending = pending, self._not_ready()
+            if pending != previous:  # progress for `pytest -s` and for a hung wait's logs
+                print(f"[boot {time.strftime('%H:%M:%S')}] waiting for {pending}", flush=True)
             if not pending:
                 return
             time.sleep(2)
@@ -443,22 +473,26 @@ class PodmanCluster:
 
     def reconcile_once(self) -> list[str]:
         """Replace every started pod whose container is gone or has exited; return their names."""
-        # Pods first, then the listing: a pod started after the listing would look dead.
+        # Under the lock: a rollout (apply) cannot replace pods between the listing and the
+        # decision; pods first, then the listing: a pod started after it would look dead.
         with self.lock:
+            assert self.release is not None
             pods = [(n, p) for n, p in self.pods.items() if p.started.is_set() and not p.failed]
-        label = f"label={RUN_LABEL}={self.run_id}"
-        listing = self.podman("ps", "--filter", label, "--format", "{{.Names}}").stdout.split()
-        running_names = set(listing)
-        replaced = []
-        for pod_name, running in pods:
-            names = {self.container_name(c.name) for c in running.plan.containers}
-            if names <= running_names:
-                continue
-            self._remove_pod(pod_name)
-            ordinal = int(pod_name.rsplit("-", 1)[1]) if running.workload.kind == "StatefulSet" else 0
-            self._spawn(self._start_pod, running.workload, ordinal)
-            replaced.append(pod_name)
-        return replaced
+            label = f"label={RUN_LABEL}={self.run_id}"
+            listing = self.podman("ps", "--filter", label, "--format", "{{.Names}}").stdout.split()
+            running_names = set(listing)
+            replaced = []
+            for pod_name, running in pods:
+                names = {self.container_name(c.name) for c in running.plan.containers}
+                if names <= running_names:
+                    continue
+                self._remove_pod(pod_name)
+                if self.release.workloads.get(running.workload.key) is not running.workload:
+                    continue  # a pod of an older rendering: the rollout starts its successor
+                ordinal = int(pod_name.rsplit("-", 1)[1]) if running.workload.kind == "StatefulSet" else 0
+                self._spawn(self._start_pod, running.workload, ordinal)
+                replaced.append(pod_name)
+            return replaced
 
     def pods_of(self, kind: str, name: str) -> list[PodPlan]:
         with self.lock:
