@@ -28,6 +28,8 @@ class Profile:
     #: Cold vs warm vs pre-warmed (scale-to-zero stacks): depths of ``benchmark_w1_d*``, rounds each.
     cold_depths: list[int] = field(default_factory=lambda: [2, 8])
     cold_rounds: int = 3
+    #: Routing data size: `make generate` + `helm template` for this many DAGs x 10 tasks.
+    routing_dags: int = 1000
 
     def dags(self) -> list[tuple[str, int]]:
         """(dag_id, measured runs per system), headline DAGs first."""
@@ -71,5 +73,6 @@ PROFILES = {
         headline_dags=("compute_avg_distributed",),
         cold_depths=[2],
         cold_rounds=1,
+        routing_dags=5,
     ),
 }

@@ -200,8 +200,42 @@ def _targets(results: dict[str, Any]) -> list[str]:
             f"- `benchmark_w1_d8` pre-warmed cold / warm (scale to zero) = {_ci(ratio)} "
             f"(target <= 1.3: {'met' if met else 'missed'})"
         )
+    routing = results.get("routing")
+    if routing:
+        size, target = routing["routing_bytes_max"], routing["routing_target_bytes"]
+        per_10k = size * 10_000 / routing["services"]
+        lines.append(
+            f"- routing data for {routing['services']:,} tasks: {size / 1024:.0f} KiB "
+            f"(target <= {target // 1024} KiB per 10,000 tasks: {'met' if per_10k <= target else 'missed'})"
+        )
     lines.append(f"- failed or wrong runs: {results.get('failed_runs_total', 0)} (target 0)")
     return lines
+
+
+def _routing_section(routing: dict[str, Any] | None) -> list[str]:
+    if not routing:
+        return []
+    lines = [
+        f"## Routing data and chart size ({routing['dags']:,} DAGs x {routing['tasks']} tasks)",
+        "",
+        f"`make generate`: {fmt(routing['generate_s'])}, chart data "
+        f"{routing['chart_data_bytes'] / 1e6:.1f} MB (`chart/files/services.yaml`).",
+        "",
+        _row(["worker mode", "`helm template`", "manifests", "routing ConfigMap data"]),
+        _row(["---"] * 4),
+    ]
+    for mode, figures in routing["modes"].items():
+        lines.append(
+            _row(
+                [
+                    mode,
+                    fmt(figures["template_s"]),
+                    f"{figures['manifest_bytes'] / 1e6:.1f} MB",
+                    f"{figures['routing_bytes'] / 1024:.0f} KiB",
+                ]
+            )
+        )
+    return [*lines, ""]
 
 
 def _ci(ratio: dict[str, Any]) -> str:
@@ -330,6 +364,7 @@ def _sections(results: dict[str, Any]) -> list[str]:
             "",
         ]
     lines += _coldstart_section(results.get("coldstart"))
+    lines += _routing_section(results.get("routing"))
     dispatch = results.get("dispatch")
     if dispatch:
         submit = dispatch["submit_call_s"]
@@ -381,6 +416,8 @@ METHOD = """## Method
   `--scale-to-zero` (a worker per service, started by the local activator on its first request, as
   Knative's activator does) and `[knative_executor] prewarm` on and off. Each round scales every worker
   to zero, runs each DAG cold on both, then warm on both.
+- **Routing data**: `bench/generate_bench.py` (`make bench-generate`): that many generated DAG files, the
+  real generator, `helm template` in both worker modes; the size of the routing ConfigMap's data.
 - **Gateway**: concurrent `POST /runWorkflow/compute_avg_distributed` on the KnativeExecutor stack, each with
   its own input, each answer checked.
 - The machine is shared: other processes may have been running; see the load average in Setup.

@@ -20,7 +20,7 @@ import psutil
 
 from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.stack import LocalStack
-from bench import coldstart, dispatch, gateway_load, per_task, plots, report, worker_overhead
+from bench import coldstart, dispatch, gateway_load, generate_bench, per_task, plots, report, worker_overhead
 from bench.coldstart import COLD_SYSTEMS
 from bench.common import bootstrap_ratio, summary
 from bench.e2e import E2ERunner, RunRecord
@@ -38,7 +38,7 @@ from bench.stacks import (
     stack_config,
 )
 
-SECTIONS = ("e2e", "overhead", "gateway", "coldstart", "dispatch")
+SECTIONS = ("e2e", "overhead", "gateway", "coldstart", "dispatch", "routing")
 #: Every database the benchmark may need: the two systems, then the two scale-to-zero stacks.
 DATABASES = (*SYSTEMS, *COLD_SYSTEMS)
 
@@ -291,6 +291,9 @@ def run(profile: Profile, out: Path, database: str, sections: set[str], command:
         results["dispatch"] = dispatch.measure(
             profile.dispatch_workloads, profile.dispatch_parallelism, out / "logs"
         )
+    if "routing" in sections:
+        say(f"routing data: make generate + helm template for {profile.routing_dags} DAGs x 10 tasks ...")
+        results["routing"] = generate_bench.measure(profile.routing_dags, 10, check=False)
     results["failed_runs_total"] = (
         results.get("e2e", {}).get("failed_runs", 0)
         + sum(results.get("worker_overhead", {}).get(k, {}).get("failed", 0) for k in ("warm", "fresh"))

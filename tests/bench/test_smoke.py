@@ -27,7 +27,7 @@ def test_harness_runs_both_systems_and_writes_results(tmp_path: Path) -> None:
         "--profile",
         "smoke",
         "--sections",
-        "e2e,coldstart,dispatch",
+        "e2e,coldstart,dispatch,routing",
         "--database",
         "auto",  # PostgreSQL when it can be installed/started, else SQLite (reported below)
         "--out",
@@ -55,6 +55,10 @@ def test_harness_runs_both_systems_and_writes_results(tmp_path: Path) -> None:
     assert all("dispatched_at" in row and "reported_at" in row for row in knative_rows)
     assert results["dispatch"]["completed"] == results["dispatch"]["workloads"]
     _check_scale_to_zero_and_prewarm(results["coldstart"])
+    routing = results["routing"]  # the real generator and helm, on 5 DAGs x 10 tasks
+    assert set(routing["modes"]) == {"knative", "deployment"}
+    assert all(mode["routing_bytes"] > 0 for mode in routing["modes"].values())
+    assert "routing data for 50 tasks" in (run_dir / "summary.md").read_text()
     for name in ("summary.md", "latency_vs_depth.png", "throughput_vs_width.png", "e2e_headline.png"):
         assert (run_dir / name).stat().st_size > 0, name
 
