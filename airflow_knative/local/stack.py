@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from airflow_knative.events import log_event
+from airflow_knative.inventory import InventoryError
 from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.config import (
     LOOPBACK,
@@ -41,7 +42,6 @@ from airflow_knative.local.route_on_parse import WORKER_URLS_ENV, write_settings
 from airflow_knative.local.routing import write_activator_routing, write_local_routing
 from airflow_knative.local.warmup import warm_execution_api
 from airflow_knative.protocol import READINESS_PATH
-from generator.inventory import InventoryError
 
 STARTUP_TIMEOUT = 180.0
 

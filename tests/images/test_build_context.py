@@ -26,7 +26,7 @@ IGNORE = ROOT / "images" / "Dockerfile.dockerignore"
 def test_context_is_only_the_package_the_dags_and_the_project_file() -> None:
     files = build.context_files(ROOT, IGNORE)
     tops = {f.split("/", 1)[0] for f in files}
-    assert tops == {"pyproject.toml", "README.md", "airflow_knative", "generator", "workflows"}
+    assert tops == {"pyproject.toml", "README.md", "airflow_knative", "workflows"}
     assert "workflows/compute_avg_distributed.py" in files
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
 
@@ -63,7 +63,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_staged_context_hash_changes_with_a_dag_and_only_then(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
-    for item in ("pyproject.toml", "README.md", "airflow_knative", "generator", "workflows", "images"):
+    for item in ("pyproject.toml", "README.md", "airflow_knative", "workflows", "images"):
         source = ROOT / item
         copy = shutil.copytree if source.is_dir() else shutil.copy2
         copy(source, repo / item)
