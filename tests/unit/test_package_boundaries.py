@@ -61,7 +61,7 @@ def test_every_runtime_import_is_a_declared_dependency() -> None:
     providers = packages_distributions()
     undeclared = {}
     for name, files in _runtime_imports().items():
-        if name in sys.stdlib_module_names or name == "airflow_knative" or name == "__future__":
+        if name in sys.stdlib_module_names or name in {"airflow_knative", "__future__"}:
             continue
         distributions = {d.lower().replace("_", "-") for d in providers.get(name, [])}
         if name == "airflow":
