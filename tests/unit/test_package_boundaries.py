@@ -9,6 +9,7 @@ from a distribution named in ``[project] dependencies``.
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -83,20 +84,22 @@ def test_no_runtime_dependency_is_used_only_by_repo_tools() -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
-    """The wheel `pip wheel` builds from this checkout (what the image installs)."""
+    """The wheel `pip wheel` builds from a copy of this checkout (what the image installs).
+
+    A copy (with the repo tools beside the package, as in a checkout) rather than the
+    checkout itself: setuptools leaves a build/ folder behind whose stale files would
+    end up in later wheels.
+    """
+    source = tmp_path_factory.mktemp("checkout")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "results")
+    for item in ("pyproject.toml", "README.md", "airflow_knative", "generator", "bench", "tools"):
+        if (REPO_ROOT / item).is_dir():
+            shutil.copytree(REPO_ROOT / item, source / item, ignore=ignore)
+        else:
+            shutil.copy2(REPO_ROOT / item, source / item)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--quiet",
-            "--wheel-dir",
-            str(out),
-            str(REPO_ROOT),
-        ],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(source)],
         check=True,
         timeout=300,
     )
