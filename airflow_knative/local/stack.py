@@ -16,9 +16,9 @@ import threading
 from pathlib import Path
 from types import FrameType, TracebackType
 
+from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.events import log_event
 from airflow_knative.inventory import InventoryError
-from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.config import (
     LOOPBACK,
     StackConfig,
@@ -264,7 +264,7 @@ class LocalStack:
         broken = {relative_to_folder(name, config.dags_folder) for name in self.scan.errors}
         dags: set[str] = set()
         errors: dict[str, str] = {}
-        with AirflowApi(config.api_url, config.admin_user, config.admin_password) as api:
+        with AirflowClient(config.api_url, config.admin_user, config.admin_password) as api:
 
             def folder_parsed() -> bool:
                 self.processes.check_alive()

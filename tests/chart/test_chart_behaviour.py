@@ -13,7 +13,11 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import (
+
+from airflow_knative.naming import service_name
+from airflow_knative.protocol import DEFAULT_WORKER_PORT, LIVENESS_PATH, READINESS_PATH
+from airflow_knative.routing import Router
+from tests.chart.chart_helpers import (
     CHART,
     CONTAINER_LISTEN_ADDRESS,
     MODES,
@@ -26,10 +30,6 @@ from chart_helpers import (
     render,
     run_helm,
 )
-
-from airflow_knative.naming import service_name
-from airflow_knative.protocol import DEFAULT_WORKER_PORT, LIVENESS_PATH, READINESS_PATH
-from airflow_knative.routing import Router
 
 EXECUTOR = "airflow_knative.executor.KnativeExecutor"
 DB_ENV = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET")

@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import (
+
+from tests.cluster.conftest import (
     FULLNAME,
     KIND_CLUSTER,
     RELEASE,

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.events import read_events
-from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.config import StackConfig
 from airflow_knative.local.stack import LocalStack
 from tests.conftest import WORKFLOWS, free_port
@@ -59,9 +59,9 @@ class RunningStack:
     def stack_events(self, event: str) -> list[dict[str, Any]]:
         return list(read_events(self.stack.log_path, event))
 
-    def airflow(self) -> AirflowApi:
+    def airflow(self) -> AirflowClient:
         """A logged-in client of the stack's Airflow REST API (close it, or use ``with``)."""
-        return AirflowApi(self.config.api_url, *AUTH)
+        return AirflowClient(self.config.api_url, *AUTH)
 
     def run_workflow(self, dag_id: str, data: Any, **params: str) -> httpx.Response:
         return self.gateway.post(f"/runWorkflow/{dag_id}", json={"input": data}, params=params)

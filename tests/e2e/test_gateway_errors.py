@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from airflow_knative.local.airflow_rest import AirflowApi
+from airflow_knative.airflow_rest import AirflowClient
 from tests.conftest import free_port
 from tests.e2e.conftest import AUTH, RunningStack, answers_ok, wait_for
 
@@ -122,5 +122,5 @@ def test_a_waiting_call_does_not_block_others(running_stack: RunningStack) -> No
 def _runs_of(running_stack: RunningStack, dag_id: str) -> int:
     """How many runs of ``dag_id`` are queued or running, from Airflow's REST API."""
     config = running_stack.config
-    with AirflowApi(config.api_url, *AUTH) as api:
+    with AirflowClient(config.api_url, *AUTH) as api:
         return api.active_runs(dag_id)

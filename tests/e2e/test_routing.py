@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
-from airflow_knative.local.airflow_rest import AirflowApi
+from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.routing import load_routing_table, write_routing_table
 from tests.e2e.conftest import RunningStack, wait_for
 
@@ -73,7 +73,7 @@ def task_log_text(
 ) -> str:
     """The task's log as Airflow's REST API serves it to the UI (every line's message, joined)."""
     config = running_stack.config
-    with AirflowApi(config.api_url, config.admin_user, config.admin_password) as api:
+    with AirflowClient(config.api_url, config.admin_user, config.admin_password) as api:
         run_path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
         response = api.client.get(
             f"{run_path}/taskInstances/{task_id}/logs/{try_number}",

@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.local import stack as local_stack
-from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.config import StackConfig, airflow_environment
 from airflow_knative.local.processes import Component, StackStartError
 from airflow_knative.local.stack import LocalStack
@@ -111,9 +111,9 @@ class FaultStack:
     def config(self) -> StackConfig:
         return self.stack.config
 
-    def api(self) -> AirflowApi:
+    def api(self) -> AirflowClient:
         config = self.config
-        return AirflowApi(config.api_url, config.admin_user, config.admin_password)
+        return AirflowClient(config.api_url, config.admin_user, config.admin_password)
 
     # -- schedulers ---------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_knative.local.airflow_rest import AirflowApi
+from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.local.config import StackConfig, task_environment, worker_secret_file
 from airflow_knative.local.processes import _die_with_parent as die_with_parent
 from airflow_knative.local.stack import STARTUP_TIMEOUT, LocalStack
@@ -141,7 +141,7 @@ class FaultStack:
     """The running stack, its Airflow API and where the scenarios leave their marks."""
 
     stack: LocalStack
-    api: AirflowApi
+    api: AirflowClient
     markers: Path
     deadline_marker: Path
 
@@ -203,7 +203,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
     stack = LocalStack(config)
     stack.start()
     try:
-        with AirflowApi(config.api_url, *AUTH) as api:
+        with AirflowClient(config.api_url, *AUTH) as api:
             for dag_id in (*NAP_DAG_IDS, "fault_deadline"):
                 api.unpause(dag_id)
             yield FaultStack(stack, api, markers, deadline_marker)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from images import build
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "images"))
-import build  # noqa: E402
 
 IGNORE = ROOT / "images" / "Dockerfile.dockerignore"
 
