@@ -24,7 +24,7 @@ from bench import coldstart, dispatch, gateway_load, per_task, plots, report, wo
 from bench.coldstart import COLD_SYSTEMS
 from bench.common import bootstrap_ratio, summary
 from bench.e2e import E2ERunner, RunRecord
-from bench.postgres import PostgresUnavailableError, TempPostgres, ensure_installed
+from bench.postgres import PostgresUnavailableError, TempPostgres, start_temp_postgres
 from bench.profiles import PROFILES, Profile
 from bench.stacks import (
     PASSWORD,
@@ -143,8 +143,7 @@ def _setup_database(kind: str, out: Path) -> tuple[TempPostgres | None, dict[str
     """Return the server (if any), a URL per system and a description."""
     if kind in ("postgres", "auto"):
         try:
-            pg = TempPostgres(ensure_installed())
-            pg.start()
+            pg = start_temp_postgres()
             urls = {system: pg.create_database(f"af_{system}") for system in DATABASES}
             return (
                 pg,

@@ -37,6 +37,7 @@ from airflow_knative.local.processes import (
     log_size,
     log_tail,
     wait_until,
+    worker_command,
 )
 from airflow_knative.local.route_on_parse import WORKER_URLS_ENV, write_settings_module
 from airflow_knative.local.routing import write_activator_routing, write_local_routing
@@ -205,20 +206,12 @@ class LocalStack:
             port = url.rsplit(":", 1)[1]
             self.processes.start(
                 f"worker-{index}",
-                _python(
-                    "-m",
-                    "airflow_knative.cli",
-                    "worker",
-                    "--host",
-                    LOOPBACK,
-                    "--port",
-                    port,
-                    "--concurrency",
-                    str(config.worker_concurrency),
-                    "--name",
-                    f"local-worker-{index}",
-                    "--secret-file",
-                    str(worker_secret_file(config)),
+                worker_command(
+                    port=int(port),
+                    name=f"local-worker-{index}",
+                    secret_file=worker_secret_file(config),
+                    concurrency=config.worker_concurrency,
+                    host=LOOPBACK,
                 ),
                 worker_env,
                 f"{url}{READINESS_PATH}",
