@@ -140,7 +140,12 @@ class AirflowTokenAuth(httpx.Auth):
 
     def take_token(self, response: httpx.Response) -> str:
         """Keep the token from a login answer (raises :class:`AirflowLoginError` without one)."""
-        token = response.json().get("access_token") if response.is_success else None
+        token = None
+        if response.is_success:
+            try:
+                token = response.json().get("access_token")
+            except (ValueError, AttributeError):  # not a JSON object: reported below
+                token = None
         if not isinstance(token, str) or not token:
             raise AirflowLoginError(
                 f"Airflow at {self.token_url} gave no token for user {self.username!r}: "
