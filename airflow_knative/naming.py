@@ -17,8 +17,23 @@ SERVICE_NAME_MAX_LENGTH = 57
 #: Characters of the hash suffix that keeps sanitised names apart.
 HASH_LENGTH = 8
 
-_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+#: Kubernetes' DNS-1035 label (Services, Knative Services): starts with a letter.
+DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+#: Kubernetes' DNS-1123 label (most other object names): may start with a digit.
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+#: Longest DNS label.
+DNS_LABEL_MAX_LENGTH = 63
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def is_dns_1035_label(name: str) -> bool:
+    """Whether ``name`` may name a Kubernetes Service or a Knative Service."""
+    return len(name) <= DNS_LABEL_MAX_LENGTH and bool(DNS_1035_LABEL.match(name))
+
+
+def is_dns_1123_label(name: str) -> bool:
+    """Whether ``name`` is a DNS-1123 label (most Kubernetes object names, label values of names)."""
+    return len(name) <= DNS_LABEL_MAX_LENGTH and bool(DNS_1123_LABEL.match(name))
 
 
 class InvalidServiceNameError(ValueError):
@@ -63,7 +78,7 @@ def validate_service_name(name: str, *, source: str) -> str:
 
     ``source`` says where the name came from, so the error can point at it.
     """
-    if len(name) > SERVICE_NAME_MAX_LENGTH or not _DNS_1035.match(name):
+    if len(name) > SERVICE_NAME_MAX_LENGTH or not DNS_1035_LABEL.match(name):
         raise InvalidServiceNameError(
             f"{source}: service name {name!r} is not valid: use lower-case letters, digits "
             f"and '-', start with a letter, end with a letter or digit, and keep it to "

@@ -4,7 +4,7 @@ Each field of :class:`ExecutorSettings` is one option; its metadata holds the
 description and an example. Everything else is derived from it: the provider
 info Airflow registers (``airflow config list``, defaults, types; see
 :mod:`airflow_knative.provider_info`), the README's configuration table
-(``make readme-config``) and the reading in :func:`load_settings`.
+(``make docs-tables``) and the reading in :func:`load_settings`.
 
 Every option can be set in ``airflow.cfg`` or as the environment variable
 ``AIRFLOW__KNATIVE_EXECUTOR__<OPTION>``, like any Airflow option; for one team of

@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
+from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.events import read_events
 from airflow_knative.local.activator import SCALE_TO_ZERO_PATH, STATUS_PATH
-from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.stack import LocalStack
 from bench.common import bootstrap_ratio, summary
 from bench.e2e import RunRecord, _load_expected_result, check_for, run_once
@@ -53,7 +53,7 @@ def scale_to_zero(stack: LocalStack, timeout: float = 60.0) -> None:
 
 def measure(
     stacks: dict[str, LocalStack],
-    apis: dict[str, AirflowApi],
+    apis: dict[str, AirflowClient],
     dags: list[str],
     rounds: int,
     progress: Callable[[str], None],

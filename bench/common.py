@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import random
-import socket
 import statistics
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from airflow_knative.local.preflight import port_is_free
+
 PORT_RANGE = (30000, 30999)
 _handed_out: set[int] = set()
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def free_ports(count: int = 1) -> int:
@@ -30,7 +22,7 @@ def free_ports(count: int = 1) -> int:
         block = range(first, first + count)
         if any(p in _handed_out for p in block):
             continue
-        if all(_bindable(p) for p in block):
+        if all(port_is_free(p) for p in block):
             _handed_out.update(block)
             return first
     raise RuntimeError(f"no {count} consecutive free port(s) in {low}-{high}")

@@ -27,41 +27,24 @@ from airflow_knative.protocol import READINESS_PATH
 from airflow_knative.routing import Router, RoutingTable, ServiceEntry, write_routing_table
 from airflow_knative.settings import ExecutorSettings
 from bench.common import free_ports, summary
+from bench.workloads import build_workload
 
 DAG_ID = "bench_dispatch"
 SERVICE = "bench-stub"
 
 
 def _workloads(count: int, width: int) -> list[Any]:
-    from airflow.executors.workloads import BundleInfo, ExecuteTask, TaskInstanceDTO
-
     version = uuid.uuid4()
-    items = []
-    for i in range(count):
-        run_id = f"manual__bench_{i // width}"
-        ti = TaskInstanceDTO(
-            id=uuid.uuid4(),
-            task_id="task",
+    return [
+        build_workload(
+            "task",
             dag_id=DAG_ID,
-            run_id=run_id,
-            try_number=1,
-            dag_version_id=version,
+            run_id=f"manual__bench_{i // width}",
             map_index=i % width,
-            pool_slots=1,
-            queue="default",
-            priority_weight=1,
-            executor_config=None,
+            dag_version_id=version,
         )
-        items.append(
-            ExecuteTask(
-                token="bench-token",
-                dag_rel_path="bench_dispatch.py",
-                bundle_info=BundleInfo(name="dags-folder", version=None),
-                log_path=f"dag_id={DAG_ID}/run_id={run_id}/task_id=task/attempt=1.log",
-                ti=ti,
-            )
-        )
-    return items
+        for i in range(count)
+    ]
 
 
 class _RssSampler(threading.Thread):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airflow_knative.local.airflow_rest import AirflowApi
+from airflow_knative.airflow_rest import AirflowClient
 from bench.common import parse_ts
 from bench.stacks import ROOT
 
@@ -86,7 +86,7 @@ def _results_match(result: Any, expected: Any) -> bool:
     return bool(result == expected)
 
 
-def run_once(api: AirflowApi, system: str, dag_id: str, phase: str, check: Check) -> RunRecord:
+def run_once(api: AirflowClient, system: str, dag_id: str, phase: str, check: Check) -> RunRecord:
     """Trigger one run, wait for it, read Airflow's records and the result."""
     record = RunRecord(system=system, dag_id=dag_id, phase=phase, expected=check.expected)
     record.trigger_at = time.time()
@@ -130,7 +130,7 @@ def _ti_fields(ti: dict[str, Any]) -> dict[str, Any]:
 class E2ERunner:
     """Alternates systems run by run; keeps every record."""
 
-    apis: dict[str, AirflowApi]
+    apis: dict[str, AirflowClient]
     seed: int = 42
     records: list[RunRecord] = field(default_factory=list)
     progress: Callable[[str], None] = print

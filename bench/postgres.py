@@ -145,3 +145,14 @@ class TempPostgres:
                     [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]
                 )
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_temp_postgres() -> TempPostgres:
+    """Install PostgreSQL if needed and start a throwaway server (the benchmarks' and fault tests' database).
+
+    Raises :class:`PostgresUnavailableError` when it cannot be installed or started; stop it with
+    :meth:`TempPostgres.stop`.
+    """
+    server = TempPostgres(ensure_installed())
+    server.start()
+    return server

@@ -18,13 +18,13 @@ from typing import Any
 
 import psutil
 
-from airflow_knative.local.airflow_rest import AirflowApi
+from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.local.stack import LocalStack
 from bench import coldstart, dispatch, gateway_load, generate_bench, per_task, plots, report, worker_overhead
 from bench.coldstart import COLD_SYSTEMS
 from bench.common import bootstrap_ratio, summary
 from bench.e2e import E2ERunner, RunRecord
-from bench.postgres import PostgresUnavailableError, TempPostgres, ensure_installed
+from bench.postgres import PostgresUnavailableError, TempPostgres, start_temp_postgres
 from bench.profiles import PROFILES, Profile
 from bench.stacks import (
     PASSWORD,
@@ -113,7 +113,7 @@ def _e2e_aggregate(records: list[RunRecord], plan: list[tuple[str, int]]) -> dic
 
 
 def _per_task(
-    records: list[RunRecord], stacks: dict[str, LocalStack], apis: dict[str, AirflowApi], dags: list[str]
+    records: list[RunRecord], stacks: dict[str, LocalStack], apis: dict[str, AirflowClient], dags: list[str]
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"dags": dags}
     for system in SYSTEMS:
@@ -143,8 +143,7 @@ def _setup_database(kind: str, out: Path) -> tuple[TempPostgres | None, dict[str
     """Return the server (if any), a URL per system and a description."""
     if kind in ("postgres", "auto"):
         try:
-            pg = TempPostgres(ensure_installed())
-            pg.start()
+            pg = start_temp_postgres()
             urls = {system: pg.create_database(f"af_{system}") for system in DATABASES}
             return (
                 pg,
@@ -174,7 +173,7 @@ def _setup_database(kind: str, out: Path) -> tuple[TempPostgres | None, dict[str
     )
 
 
-def _run_e2e(profile: Profile, apis: dict[str, AirflowApi]) -> E2ERunner:
+def _run_e2e(profile: Profile, apis: dict[str, AirflowClient]) -> E2ERunner:
     runner = E2ERunner(apis, progress=say)
     plan = profile.dags()
     say(f"warm-up: {profile.warmup_runs} run(s) of each DAG per system")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from airflow_knative.local.airflow_rest import AirflowApi
+from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.local.config import LOW_LATENCY_SETTINGS, StackConfig
 from airflow_knative.local.stack import LocalStack
 from bench.common import free_ports
@@ -88,9 +88,9 @@ def stack_config(
 API_TIMEOUT = 120.0
 
 
-def open_api(stack: LocalStack) -> AirflowApi:
+def open_api(stack: LocalStack) -> AirflowClient:
     """A logged-in client of the stack's API server, patient enough for a loaded machine."""
-    api = AirflowApi(stack.config.api_url, USER, PASSWORD)
+    api = AirflowClient(stack.config.api_url, USER, PASSWORD)
     api.client.timeout = httpx.Timeout(API_TIMEOUT)
     return api
 

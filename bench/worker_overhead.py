@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.events import read_events
-from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.config import task_environment
 from airflow_knative.local.processes import ProcessGroup
 from airflow_knative.local.stack import LocalStack
@@ -48,7 +48,7 @@ def _route_to(stack: LocalStack, dag_id: str, url: str) -> None:
     time.sleep(0.05)  # the executor re-reads the file when its mtime changes
 
 
-def _probe_runs(api: AirflowApi, dag_id: str, runs: int) -> list[RunRecord]:
+def _probe_runs(api: AirflowClient, dag_id: str, runs: int) -> list[RunRecord]:
     return [run_once(api, "knative", dag_id, "overhead", Check({}, "probe", None)) for _ in range(runs)]
 
 
@@ -70,7 +70,7 @@ def _overheads(records: list[RunRecord], received: dict[str, float]) -> list[dic
     return rows
 
 
-def measure_warm(stack: LocalStack, api: AirflowApi, runs: int) -> dict[str, Any]:
+def measure_warm(stack: LocalStack, api: AirflowClient, runs: int) -> dict[str, Any]:
     records = _probe_runs(api, "bench_probe_warm", runs)
     timings = scheduler_timings(stack.config.log_dir / "scheduler.log")
     received = {
@@ -94,7 +94,7 @@ def measure_warm(stack: LocalStack, api: AirflowApi, runs: int) -> dict[str, Any
     }
 
 
-def measure_fresh(stack: LocalStack, api: AirflowApi, runs: int, log_dir: Path) -> dict[str, Any]:
+def measure_fresh(stack: LocalStack, api: AirflowClient, runs: int, log_dir: Path) -> dict[str, Any]:
     port = free_ports()
     group = ProcessGroup(log_dir)
     env = {**os.environ, **task_environment(stack.config)}
@@ -130,7 +130,7 @@ def import_only(runs: int) -> dict[str, Any]:
     return {"command": f'{Path(sys.executable).name} -c "{IMPORT_ONLY}"', "seconds": summary(durations)}
 
 
-def measure(stack: LocalStack, api: AirflowApi, runs: int, log_dir: Path) -> dict[str, Any]:
+def measure(stack: LocalStack, api: AirflowClient, runs: int, log_dir: Path) -> dict[str, Any]:
     api.unpause("bench_probe_warm")
     api.unpause("bench_probe_fresh")
     _probe_runs(api, "bench_probe_warm", 1)  # warm-up, not counted

@@ -77,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from airflow_knative.inventory import InventoryError, collect_tasks
     from generator.chart_data import build_chart_data, timeout_warnings
-    from generator.inventory import InventoryError, collect_tasks
     from generator.output import render, staleness, write_atomically
     from generator.values_check import max_timeouts, stale_overrides
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from airflow_knative.inventory import InventoryError, TaskEntry
 from airflow_knative.naming import service_name, validate_service_name
-from generator.inventory import InventoryError, TaskEntry
 
 #: ``KnativeTaskConfig`` field -> key in the chart data and in ``workers.overrides``.
 SETTING_KEYS = {

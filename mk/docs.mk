@@ -1,7 +1,10 @@
 # Generated documentation (included by the Makefile).
-#   make readme-config  - rewrite the README's [knative_executor] table from airflow_knative/settings.py
+#   make docs-tables  - rewrite the option tables (README: [knative_executor], worker, dev;
+#                       docs/gateway.md: gateway) from their declarations (tools/docs_tables.py)
 
-.PHONY: readme-config
+.PHONY: docs-tables readme-config
 
-readme-config: $(STAMP)
-	$(PY) -m tools.readme_config
+docs-tables: $(STAMP)
+	$(PY) -m tools.docs_tables
+
+readme-config: docs-tables

@@ -1,9 +1,12 @@
 """A small typed async client for the parts of the Airflow 3 REST API (v2) the gateway uses.
 
-Every call is made on behalf of one caller: :meth:`AirflowApi.as_user` binds the
-caller's Basic credentials, which are exchanged for a token (``POST /auth/token``)
-and cached. When Airflow refuses a cached token (401 when expired, 403 "Invalid
-JWT token" after its secret changed) the token is dropped and the exchange retried once.
+Built on the shared REST layer (airflow_knative/airflow_rest.py: paths, paging, the
+token-refusal rule and an :class:`httpx.Auth` token flow). Every call is made on
+behalf of one caller: :meth:`AirflowApi.as_user` binds the caller's Basic
+credentials, which :class:`CallerTokenAuth` exchanges for a token (``POST
+/auth/token``), cached per caller. When Airflow refuses a cached token (401 when
+expired, 403 "Invalid JWT token" after its secret changed) the token is dropped and
+the exchange retried once.
 
 Errors are raised as :class:`AirflowApiError` subclasses that say what was being
 done, so the web layer can map them to status codes without knowing httpx.
@@ -12,27 +15,19 @@ done, so the web layer can map them to status codes without knowing httpx.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
+from airflow_knative.airflow_rest import TOKEN_PATH, AirflowTokenAuth, Pages, api_path, token_refused
+from airflow_knative.airflow_rest import error_detail as _detail
 from airflow_knative.gateway.auth import BasicCredentials, CacheKey, TokenCache
 from airflow_knative.gateway.login_guard import LoginGuard
 
-API = "/api/v2"
-TOKEN_PATH = "/auth/token"
-#: Largest page Airflow serves by default (``[api] maximum_page_limit``).
-PAGE_LIMIT = 100
 #: XCom reads of one mapped task in flight at once.
 XCOM_READ_CONCURRENCY = 16
-
-
-def segment(value: str) -> str:
-    """Quote one path segment; run ids hold ``+`` and ``:``, which must not reach Airflow raw."""
-    return quote(value, safe="")
 
 
 # --------------------------------------------------------------------------- errors
@@ -137,29 +132,6 @@ class XComValue:
     value: Any = None
 
 
-def _detail(response: httpx.Response) -> str:
-    """Airflow's error message in ``response`` (FastAPI's ``detail``), or its text."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])[:500]
-    return str(body)[:500]
-
-
-def token_refused(response: httpx.Response) -> bool:
-    """Whether Airflow refused the token itself rather than the action.
-
-    Airflow answers 401 for an expired token but 403 "Invalid JWT token" for one
-    it cannot verify (e.g. after its ``jwt_secret`` changed); both mean "log in again",
-    unlike a 403 for a user lacking a permission.
-    """
-    if response.status_code == 401:
-        return True
-    return response.status_code == 403 and _detail(response).lower() == "invalid jwt token"
-
-
 def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
     """The JSON object in a successful answer; anything else is a bad response."""
     try:
@@ -199,10 +171,8 @@ def _task_instance_info(body: Mapping[str, Any]) -> TaskInstanceInfo:
 
 def task_log_path(dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int) -> str:
     """The REST path that returns one attempt's task log (``GET``, with an Airflow token)."""
-    return (
-        f"{API}/dags/{segment(dag_id)}/dagRuns/{segment(run_id)}/taskInstances/{segment(task_id)}"
-        f"/logs/{try_number}?map_index={map_index}"
-    )
+    path = api_path("dags", dag_id, "dagRuns", run_id, "taskInstances", task_id, "logs", try_number)
+    return f"{path}?map_index={map_index}"
 
 
 # --------------------------------------------------------------------------- client
@@ -291,16 +261,44 @@ class AirflowApi:
         path: str,
         what: str,
         *,
-        token: str | None = None,
+        auth: httpx.Auth | None = None,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         """Send one request; transport failures become :class:`AirflowUnreachable`."""
-        headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
-            return await self.http.request(method, path, json=json, params=params, headers=headers)
+            return await self.http.request(method, path, json=json, params=params, auth=auth)
         except httpx.TransportError as exc:
             raise AirflowUnreachable(self.base_url, exc) from exc
+
+
+class CallerTokenAuth(AirflowTokenAuth):
+    """The shared token flow, with the caller's token from the gateway's cache and login guard.
+
+    The exchange is shared by concurrent calls and throttled (:meth:`AirflowApi.token`),
+    which needs awaiting: so this auth serves :class:`httpx.AsyncClient` only.
+    """
+
+    def __init__(self, api: AirflowApi, credentials: BasicCredentials) -> None:
+        super().__init__(api.base_url + TOKEN_PATH, credentials.username, credentials.password)
+        self.api = api
+        self.credentials = credentials
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Not for sync clients: the gateway's token exchange is shared between coroutines."""
+        raise RuntimeError("CallerTokenAuth serves httpx.AsyncClient only")
+        yield request  # pragma: no cover - makes this a generator, as httpx expects
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Send with the caller's token; a refused cached token is dropped and exchanged again once."""
+        token, cached = await self.api.token(self.credentials)
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if cached and token_refused(response):
+            self.api.tokens.drop(self.credentials.cache_key, token)
+            token, _ = await self.api.token(self.credentials)
+            request.headers["Authorization"] = f"Bearer {token}"
+            yield request
 
 
 @dataclass(frozen=True)
@@ -323,17 +321,9 @@ class AirflowSession:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
-        """Send with the caller's token; map error statuses to exceptions.
-
-        A refused cached token (see :func:`token_refused`) is dropped and the call retried
-        once with a fresh exchange.
-        """
-        token, cached = await self.api.token(self.credentials)
-        response = await self.api.send(method, path, what, token=token, json=json, params=params)
-        if cached and token_refused(response):
-            self.api.tokens.drop(self.credentials.cache_key, token)
-            token, _ = await self.api.token(self.credentials)
-            response = await self.api.send(method, path, what, token=token, json=json, params=params)
+        """Send with the caller's token (:class:`CallerTokenAuth`); map error statuses to exceptions."""
+        auth = CallerTokenAuth(self.api, self.credentials)
+        response = await self.api.send(method, path, what, auth=auth, json=json, params=params)
         if response.is_success:
             return response
         if token_refused(response):
@@ -349,14 +339,14 @@ class AirflowSession:
     async def get_dag(self, dag_id: str) -> DagInfo:
         """``GET /dags/{dag_id}`` (raises :class:`AirflowNotFound` for an unknown DAG)."""
         what = f"read DAG {dag_id}"
-        body = _json_object(await self._call("GET", f"{API}/dags/{segment(dag_id)}", what), what)
+        body = _json_object(await self._call("GET", api_path("dags", dag_id), what), what)
         return DagInfo(dag_id=str(body.get("dag_id", dag_id)), is_paused=bool(body.get("is_paused")))
 
     async def unpause_dag(self, dag_id: str) -> None:
         """``PATCH /dags/{dag_id}``: a paused DAG's runs would stay queued forever."""
         await self._call(
             "PATCH",
-            f"{API}/dags/{segment(dag_id)}",
+            api_path("dags", dag_id),
             f"unpause DAG {dag_id}",
             json={"is_paused": False},
             params={"update_mask": "is_paused"},
@@ -367,7 +357,7 @@ class AirflowSession:
         what = f"trigger DAG {dag_id}"
         response = await self._call(
             "POST",
-            f"{API}/dags/{segment(dag_id)}/dagRuns",
+            api_path("dags", dag_id, "dagRuns"),
             what,
             json={"logical_date": None, "conf": dict(conf)},
         )
@@ -376,13 +366,13 @@ class AirflowSession:
     async def get_run(self, dag_id: str, run_id: str) -> DagRunInfo:
         """``GET /dags/{dag_id}/dagRuns/{run_id}``."""
         what = f"read run {run_id} of DAG {dag_id}"
-        path = f"{API}/dags/{segment(dag_id)}/dagRuns/{segment(run_id)}"
+        path = api_path("dags", dag_id, "dagRuns", run_id)
         return _run_info(_json_object(await self._call("GET", path, what), what), what)
 
     async def list_tasks(self, dag_id: str) -> list[TaskInfo]:
         """``GET /dags/{dag_id}/tasks``: every task with its downstream ids."""
         what = f"list the tasks of DAG {dag_id}"
-        body = _json_object(await self._call("GET", f"{API}/dags/{segment(dag_id)}/tasks", what), what)
+        body = _json_object(await self._call("GET", api_path("dags", dag_id, "tasks"), what), what)
         return [_task_info(task) for task in body.get("tasks") or ()]
 
     async def list_task_instances(
@@ -390,29 +380,24 @@ class AirflowSession:
     ) -> list[TaskInstanceInfo]:
         """Every task instance of a run (all pages), optionally of one task or in some states."""
         what = f"list the task instances of run {run_id} of DAG {dag_id}"
-        path = f"{API}/dags/{segment(dag_id)}/dagRuns/{segment(run_id)}/taskInstances"
-        params: dict[str, Any] = {"limit": PAGE_LIMIT, "order_by": "map_index"}
+        path = api_path("dags", dag_id, "dagRuns", run_id, "taskInstances")
+        query: dict[str, Any] = {"order_by": "map_index"}
         if task_id is not None:
-            params["task_id"] = task_id
+            query["task_id"] = task_id
         if states := list(states):
-            params["state"] = states
-        found: list[TaskInstanceInfo] = []
-        while True:
-            params["offset"] = len(found)
-            body = _json_object(await self._call("GET", path, what, params=params), what)
-            page = body.get("task_instances") or []
-            found.extend(_task_instance_info(ti) for ti in page)
-            if not page or len(found) >= int(body.get("total_entries", 0)):
-                return found
+            query["state"] = states
+        pages = Pages("task_instances", query)
+        while not pages.add(_json_object(await self._call("GET", path, what, params=pages.params()), what)):
+            pass
+        return [_task_instance_info(ti) for ti in pages.items]
 
     async def get_return_value(
         self, dag_id: str, run_id: str, task_id: str, map_index: int = -1
     ) -> XComValue:
         """The ``return_value`` XCom of one task instance, as stored (JSON, no stringify)."""
         what = f"read the return value of task {task_id}[{map_index}] in run {run_id} of DAG {dag_id}"
-        path = (
-            f"{API}/dags/{segment(dag_id)}/dagRuns/{segment(run_id)}"
-            f"/taskInstances/{segment(task_id)}/xcomEntries/return_value"
+        path = api_path(
+            "dags", dag_id, "dagRuns", run_id, "taskInstances", task_id, "xcomEntries", "return_value"
         )
         try:
             response = await self._call("GET", path, what, params={"map_index": map_index})

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from airflow_knative.airflow_rest import segment
 from airflow_knative.gateway.airflow_api import (
     AirflowApi,
     AirflowApiError,
@@ -23,7 +24,6 @@ from airflow_knative.gateway.airflow_api import (
     TaskInfo,
     TaskInstanceInfo,
     is_transient,
-    segment,
     task_log_path,
 )
 from airflow_knative.gateway.auth import BasicCredentials

@@ -43,7 +43,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from airflow_knative.events import log_event
-from airflow_knative.local.processes import Component, ProcessGroup
+from airflow_knative.local.processes import Component, ProcessGroup, worker_command
 from airflow_knative.naming import InvalidServiceNameError, validate_service_name
 from airflow_knative.protocol import READINESS_PATH
 
@@ -140,22 +140,13 @@ class Activator:
         """Start ``airflow-knative worker`` for ``service`` (from the loop's thread: see PDEATHSIG)."""
         settings = self.settings
         port = _free_port(settings.host)
-        command = [
-            sys.executable,
-            "-m",
-            "airflow_knative.cli",
-            "worker",
-            "--host",
-            settings.host,
-            "--port",
-            str(port),
-            "--concurrency",
-            str(settings.worker_concurrency),
-            "--name",
-            service,
-            "--secret-file",
-            settings.secret_file,
-        ]
+        command = worker_command(
+            port=port,
+            name=service,
+            secret_file=settings.secret_file,
+            concurrency=settings.worker_concurrency,
+            host=settings.host,
+        )
         component = self.processes.start(f"worker-{service}", command, dict(os.environ))
         log_event(log, "activator_starting", service=service, port=port, woken_by=woken_by)
         return Revision(service, port, component, time.time(), woken_by=woken_by)

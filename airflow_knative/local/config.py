@@ -8,13 +8,9 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from airflow_knative.options import cli_options, from_namespace, option
+
 LOOPBACK = "127.0.0.1"
-#: The option that sets each port of the stack, and the environment variable behind its default.
-PORT_ENV = {
-    "--api-port": "AIRFLOW_KNATIVE_DEV_API_PORT",
-    "--gateway-port": "AIRFLOW_KNATIVE_DEV_GATEWAY_PORT",
-    "--worker-base-port": "AIRFLOW_KNATIVE_DEV_WORKER_BASE_PORT",
-}
 EXECUTORS = {"knative": "airflow_knative.executor.KnativeExecutor", "local": "LocalExecutor"}
 
 #: Low-latency scheduling, as measured in shared/notes/platform-facts.md (about 21 % of a
@@ -28,53 +24,112 @@ LOW_LATENCY_SETTINGS = {
 
 @dataclass(frozen=True)
 class StackConfig:
-    """Resolved options of one local stack."""
+    """Resolved options of one local stack; fields made with ``option`` are ``airflow-knative dev``'s flags.
 
-    home: Path
-    dags_folder: Path
-    database_url: str
-    executor: str
-    workers: int
-    worker_concurrency: int
-    api_port: int
-    gateway_port: int
-    worker_base_port: int
-    admin_user: str
-    admin_password: str
-    parallelism: int
-    #: Seconds without a task heartbeat before the scheduler fails the task instance
-    #: (``[scheduler] task_instance_heartbeat_timeout``); None keeps Airflow's 300.
-    #: The fault tests lower it to see a killed worker's task retried quickly.
-    task_heartbeat_timeout: int | None = None
+    Every option has a default: `make run` passes none.
+    """
+
+    home: Path = option(
+        "--home",
+        "AIRFLOW_KNATIVE_DEV_HOME",
+        "Folder for AIRFLOW_HOME, the database, secrets and every component's log; one stack per home.",
+        default=Path(".run"),
+    )
+    dags_folder: Path = option(
+        "--dags-folder", "AIRFLOW_KNATIVE_DEV_DAGS_FOLDER", "DAG files to serve.", default=Path("workflows")
+    )
+    database_url: str = option(
+        "--database-url",
+        "AIRFLOW_KNATIVE_DEV_DATABASE_URL",
+        "Airflow metadata database URL (any Airflow database URL); empty: SQLite in --home.",
+        default="",
+    )
+    executor: str = option(
+        "--executor",
+        "AIRFLOW_KNATIVE_DEV_EXECUTOR",
+        "knative, or Airflow's stock LocalExecutor (local) for comparisons.",
+        default="knative",
+        choices=tuple(EXECUTORS),
+    )
+    workers: int = option(
+        "--workers",
+        "AIRFLOW_KNATIVE_DEV_WORKERS",
+        "Local worker processes standing in for services.",
+        default=2,
+    )
+    worker_concurrency: int = option(
+        "--worker-concurrency",
+        "AIRFLOW_KNATIVE_DEV_WORKER_CONCURRENCY",
+        "Tasks each worker runs at once.",
+        default=4,
+    )
+    api_port: int = option(
+        "--api-port", "AIRFLOW_KNATIVE_DEV_API_PORT", "Airflow API server and UI.", default=8080
+    )
+    gateway_port: int = option(
+        "--gateway-port", "AIRFLOW_KNATIVE_DEV_GATEWAY_PORT", "Workflow gateway.", default=8000
+    )
+    worker_base_port: int = option(
+        "--worker-base-port",
+        "AIRFLOW_KNATIVE_DEV_WORKER_BASE_PORT",
+        "First worker's port; the others follow.",
+        default=8101,
+    )
+    admin_user: str = option(
+        "--admin-user", "AIRFLOW_KNATIVE_DEV_USER", "Airflow user the stack creates.", default="admin"
+    )
+    admin_password: str = option(
+        "--admin-password",
+        "AIRFLOW_KNATIVE_DEV_PASSWORD",
+        "That user's password; fine only because everything listens on 127.0.0.1.",
+        default="admin",
+    )
+    parallelism: int = option(
+        "--parallelism", "AIRFLOW_KNATIVE_DEV_PARALLELISM", "[core] parallelism.", default=32
+    )
     #: Workers start on the first request for their service and stop when idle (Knative's scale
     #: to zero), behind the activator on ``activator_port``; otherwise ``workers`` always run.
-    scale_to_zero: bool = False
-    idle_timeout: float = 30.0
-    activator_port: int = 8100
+    scale_to_zero: bool = option(
+        "--scale-to-zero",
+        "AIRFLOW_KNATIVE_DEV_SCALE_TO_ZERO",
+        "One worker per service, started by an activator on the first request and stopped when idle "
+        "(as Knative does); --workers is then unused.",
+        default=False,
+    )
+    idle_timeout: float = option(
+        "--idle-timeout",
+        "AIRFLOW_KNATIVE_DEV_IDLE_TIMEOUT",
+        "With --scale-to-zero: seconds idle before a stop.",
+        default=30.0,
+    )
+    activator_port: int = option(
+        "--activator-port",
+        "AIRFLOW_KNATIVE_DEV_ACTIVATOR_PORT",
+        "With --scale-to-zero: the activator in front of every service.",
+        default=8100,
+    )
     #: ``[knative_executor] prewarm``: wake downstream services when a task is dispatched.
-    prewarm: bool = True
+    prewarm: bool = option(
+        "--no-prewarm",
+        "AIRFLOW_KNATIVE_DEV_PREWARM",
+        "Do not wake downstream services when a task is dispatched ([knative_executor] prewarm).",
+        default=True,
+    )
+    #: Seconds without a task heartbeat before the scheduler fails the task instance
+    #: (``[scheduler] task_instance_heartbeat_timeout``); None keeps Airflow's 300.
+    #: The fault tests lower it to see a killed worker's task retried quickly. Not a flag.
+    task_heartbeat_timeout: int | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> StackConfig:
         """Build from ``airflow-knative dev`` options, making paths absolute."""
         home = args.home.resolve()
-        return cls(
+        return from_namespace(
+            cls,
+            args,
             home=home,
             dags_folder=args.dags_folder.resolve(),
             database_url=args.database_url or f"sqlite:///{home / 'airflow' / 'airflow.db'}",
-            executor=args.executor,
-            workers=args.workers,
-            worker_concurrency=args.worker_concurrency,
-            api_port=args.api_port,
-            gateway_port=args.gateway_port,
-            worker_base_port=args.worker_base_port,
-            admin_user=args.admin_user,
-            admin_password=args.admin_password,
-            parallelism=args.parallelism,
-            scale_to_zero=args.scale_to_zero,
-            idle_timeout=args.idle_timeout,
-            activator_port=args.activator_port,
-            prewarm=args.prewarm,
         )
 
     @property
@@ -116,6 +171,11 @@ class StackConfig:
     def worker_urls(self) -> list[str]:
         """The local worker processes."""
         return [f"http://{LOOPBACK}:{self.worker_base_port + i}" for i in range(self.workers)]
+
+
+def environment_variable(flag: str) -> str:
+    """The environment variable behind ``airflow-knative dev``'s option ``flag`` (``--api-port``)."""
+    return next(opt.spec.env[0] for opt in cli_options(StackConfig) if opt.spec.flag == flag)
 
 
 def stored_secret(path: Path, make: str | None = None) -> str:

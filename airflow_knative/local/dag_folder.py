@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from generator.inventory import InventoryError, TaskEntry, dag_entries, parse_folder
+from airflow_knative.inventory import InventoryError, TaskEntry, dag_entries, parse_folder
 
 #: Stacks started from threads of one process (the benchmarks start two) parse one at a time:
 #: Airflow's DagBag imports DAG files into the shared ``sys.modules``.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from airflow_knative.local.airflow_rest import AirflowApi
+from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.local.config import StackConfig
 from airflow_knative.local.routing import update_routing_file, without_dags
 from airflow_knative.routing import RoutingTable
@@ -65,10 +65,10 @@ class DagMonitor:
 
     def _run(self) -> None:
         config = self.config
-        api: AirflowApi | None = None
+        api: AirflowClient | None = None
         while not self._stop.wait(POLL_INTERVAL):
             try:
-                api = api or AirflowApi(config.api_url, config.admin_user, config.admin_password)
+                api = api or AirflowClient(config.api_url, config.admin_user, config.admin_password)
                 self.check(api)
             except httpx.HTTPError:  # Airflow busy or stopping: try again next round
                 if api is not None:
@@ -84,7 +84,7 @@ class DagMonitor:
         if api is not None:
             api.close()
 
-    def check(self, api: AirflowApi) -> None:
+    def check(self, api: AirflowClient) -> None:
         """One round: compare Airflow's DAGs and import errors with the last round's."""
         routing_file = self.config.routing_file
         routed_at = _mtime(routing_file)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from airflow_knative.local.config import LOOPBACK, PORT_ENV, StackConfig
+from airflow_knative.local.config import LOOPBACK, StackConfig, environment_variable
 
 
 class PortsUnavailable(RuntimeError):
@@ -27,7 +27,8 @@ class PortClaim:
 
     def describe(self) -> str:
         """``port 8080 (Airflow API server): change it with --api-port or AIRFLOW_KNATIVE_DEV_API_PORT``."""
-        return f"port {self.port} ({self.component}): change it with {self.option} or {PORT_ENV[self.option]}"
+        env = environment_variable(self.option)
+        return f"port {self.port} ({self.component}): change it with {self.option} or {env}"
 
 
 def port_claims(config: StackConfig) -> list[PortClaim]:

@@ -7,12 +7,16 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
 
@@ -86,7 +90,7 @@ class ProcessGroup:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches us; we stop the components in order
-                preexec_fn=_die_with_parent,  # noqa: PLW1509  # prctl only; started from one thread
+                preexec_fn=die_with_parent,  # noqa: PLW1509  # prctl only; started from one thread
             )
         component = Component(name, process, log_path, health_url, log_start)
         self.components.append(component)
@@ -100,7 +104,7 @@ class ProcessGroup:
             while pending:
                 for component in list(pending):
                     component.check_alive()
-                    if _answers(client, component.health_url or ""):
+                    if answers_ok(component.health_url or "", client):
                         pending.remove(component)
                 if pending and time.monotonic() > deadline:
                     tails = "\n".join(
@@ -132,7 +136,36 @@ class ProcessGroup:
         self.components.clear()
 
 
-def _die_with_parent() -> None:
+def worker_command(
+    *,
+    port: int,
+    name: str,
+    secret_file: Path | str,
+    concurrency: int = 1,
+    host: str = "127.0.0.1",
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The command line of one local ``airflow-knative worker`` (the stack's, the activator's, tests')."""
+    return [
+        sys.executable,
+        "-m",
+        "airflow_knative.cli",
+        "worker",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--concurrency",
+        str(concurrency),
+        "--name",
+        name,
+        "--secret-file",
+        str(secret_file),
+        *extra,
+    ]
+
+
+def die_with_parent() -> None:
     """Have Linux send SIGTERM to a component if the stack process dies without stopping it."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -141,11 +174,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def _answers(client: httpx.Client, url: str) -> bool:
+def answers_ok(url: str, client: httpx.Client | None = None) -> bool:
+    """Whether ``url`` answers 200 now (health and readiness probes); no answer is False."""
     try:
-        return client.get(url).status_code == 200
+        response = client.get(url) if client is not None else httpx.get(url)
     except httpx.TransportError:
         return False
+    return response.status_code == 200
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -153,10 +188,16 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
         os.killpg(process.pid, sig)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
-    """Poll ``condition`` until true; raise :class:`StackStartError` naming ``what`` on time-out."""
+def wait_until(
+    condition: Callable[[], T], timeout: float, what: str = "the condition", interval: float = 0.5
+) -> T:
+    """Poll ``condition`` until it returns something truthy and return that.
+
+    Raises :class:`StackStartError` naming ``what`` on time-out.
+    """
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (result := condition()):
         if time.monotonic() > deadline:
             raise StackStartError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+    return result

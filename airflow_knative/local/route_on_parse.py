@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from airflow_knative.inventory import dag_entries
 from airflow_knative.local.routing import route_parsed_dag
-from generator.inventory import dag_entries
 
 #: Worker URLs (comma-separated) the DAG processor routes new services to; set only for it.
 WORKER_URLS_ENV = "AIRFLOW_KNATIVE_LOCAL_WORKER_URLS"

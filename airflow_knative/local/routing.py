@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from airflow_knative.inventory import TaskEntry
 from airflow_knative.routing import RoutingTable, ServiceEntry, load_routing_table, write_routing_table
-from generator.inventory import TaskEntry
 
 
 def build_local_routing(entries: list[TaskEntry], worker_urls: list[str]) -> RoutingTable:

@@ -16,8 +16,9 @@ import threading
 from pathlib import Path
 from types import FrameType, TracebackType
 
+from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.events import log_event
-from airflow_knative.local.airflow_rest import AirflowApi
+from airflow_knative.inventory import InventoryError
 from airflow_knative.local.config import (
     LOOPBACK,
     StackConfig,
@@ -36,12 +37,12 @@ from airflow_knative.local.processes import (
     log_size,
     log_tail,
     wait_until,
+    worker_command,
 )
 from airflow_knative.local.route_on_parse import WORKER_URLS_ENV, write_settings_module
 from airflow_knative.local.routing import write_activator_routing, write_local_routing
 from airflow_knative.local.warmup import warm_execution_api
 from airflow_knative.protocol import READINESS_PATH
-from generator.inventory import InventoryError
 
 STARTUP_TIMEOUT = 180.0
 
@@ -205,20 +206,12 @@ class LocalStack:
             port = url.rsplit(":", 1)[1]
             self.processes.start(
                 f"worker-{index}",
-                _python(
-                    "-m",
-                    "airflow_knative.cli",
-                    "worker",
-                    "--host",
-                    LOOPBACK,
-                    "--port",
-                    port,
-                    "--concurrency",
-                    str(config.worker_concurrency),
-                    "--name",
-                    f"local-worker-{index}",
-                    "--secret-file",
-                    str(worker_secret_file(config)),
+                worker_command(
+                    port=int(port),
+                    name=f"local-worker-{index}",
+                    secret_file=worker_secret_file(config),
+                    concurrency=config.worker_concurrency,
+                    host=LOOPBACK,
                 ),
                 worker_env,
                 f"{url}{READINESS_PATH}",
@@ -264,7 +257,7 @@ class LocalStack:
         broken = {relative_to_folder(name, config.dags_folder) for name in self.scan.errors}
         dags: set[str] = set()
         errors: dict[str, str] = {}
-        with AirflowApi(config.api_url, config.admin_user, config.admin_password) as api:
+        with AirflowClient(config.api_url, config.admin_user, config.admin_password) as api:
 
             def folder_parsed() -> bool:
                 self.processes.check_alive()

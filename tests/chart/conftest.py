@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from chart_helpers import generated_services, rendered
+from tests.chart.chart_helpers import generated_services, rendered
 
 __all__ = ["generated_services", "rendered"]

@@ -16,9 +16,9 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from airflow_knative.naming import DNS_1035_LABEL
+
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
-DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 INTEGER = re.compile(r"^(0|[1-9][0-9]*)$")
 #: Knative's defaults: config-defaults max-revision-timeout-seconds, container-concurrency-max-limit.
 MAX_REVISION_TIMEOUT = 600
@@ -134,7 +134,7 @@ def knative_webhook_problems(
     """Return what Knative's admission webhook would refuse in a Service."""
     problems: list[str] = []
     name = doc["metadata"]["name"]
-    if not DNS_1035.match(name):
+    if not DNS_1035_LABEL.match(name):
         problems.append(f"name {name!r} is not a DNS-1035 label")
     if len(name) + len("-00001") > 63:
         problems.append(f"name {name!r} leaves no room for the revision suffix (-00001) within 63 characters")

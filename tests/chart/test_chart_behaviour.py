@@ -13,7 +13,11 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import (
+
+from airflow_knative.naming import service_name
+from airflow_knative.protocol import DEFAULT_WORKER_PORT, LIVENESS_PATH, READINESS_PATH
+from airflow_knative.routing import Router
+from tests.chart.chart_helpers import (
     CHART,
     CONTAINER_LISTEN_ADDRESS,
     MODES,
@@ -27,10 +31,6 @@ from chart_helpers import (
     run_helm,
 )
 
-from airflow_knative.naming import service_name
-from airflow_knative.protocol import DEFAULT_WORKER_PORT, LIVENESS_PATH, READINESS_PATH
-from airflow_knative.routing import Router
-
 EXECUTOR = "airflow_knative.executor.KnativeExecutor"
 DB_ENV = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET")
 
@@ -39,7 +39,7 @@ DB_ENV = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__FERNET_KEY", "A
 def workflow_tasks(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]]:
     """(dag_id, task_id) of every task in workflows/, as Airflow's own parsing sees them."""
     code = (
-        "import json; from pathlib import Path; from generator.inventory import collect_tasks;"
+        "import json; from pathlib import Path; from airflow_knative.inventory import collect_tasks;"
         "print(json.dumps([[e.dag_id, e.task_id] for e in collect_tasks(Path('workflows'))]))"
     )
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow-home"))}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import re
 
 import pytest
-from chart_helpers import (
+
+from airflow_knative.naming import is_dns_1123_label
+from tests.chart.chart_helpers import (
     CHART,
     MODES,
     OFFLINE_SECRETS,
@@ -16,10 +17,9 @@ from chart_helpers import (
     render,
     run_helm,
 )
-from knative_checks import knative_schema_errors, knative_webhook_problems, validate_core
+from tests.chart.knative_checks import knative_schema_errors, knative_webhook_problems, validate_core
 
 COMBINATIONS = list(itertools.product(VALUES_FILES, MODES, (True, False)))
-DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -67,9 +67,7 @@ def test_every_object_validates_strictly(values_file: str | None, mode: str, kna
 def test_names_and_labels(values_file: str | None, mode: str, knative_api: bool) -> None:
     for doc in render(values_file, mode, knative_api).docs:
         name = doc["metadata"]["name"]
-        assert len(name) <= 63 and DNS_1123_LABEL.match(name), (
-            f"{doc['kind']} name {name!r} is not a DNS label"
-        )
+        assert is_dns_1123_label(name), f"{doc['kind']} name {name!r} is not a DNS label"
         labels = doc["metadata"].get("labels", {})
         missing = [label for label in STANDARD_LABELS if label not in labels]
         assert not missing, f"{doc['kind']} {name} lacks labels {missing}"

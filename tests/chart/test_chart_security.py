@@ -18,7 +18,18 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import CHART, MODES, NAMESPACE, ROOT, VALUES_FILES, HelmError, Rendered, render, run_helm
+
+from tests.chart.chart_helpers import (
+    CHART,
+    MODES,
+    NAMESPACE,
+    ROOT,
+    VALUES_FILES,
+    HelmError,
+    Rendered,
+    render,
+    run_helm,
+)
 
 COMBINATIONS = list(itertools.product(VALUES_FILES, MODES))
 #: Checks the chart skips, each with its reason next to it (checkov.io/skipN annotations).

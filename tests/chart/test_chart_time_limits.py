@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from chart_helpers import render
+
+from tests.chart.chart_helpers import render
 
 
 def _env(container: dict[str, Any]) -> dict[str, Any]:

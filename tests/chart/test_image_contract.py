@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import CONTAINER_LISTEN_ADDRESS, MODES, ROOT, render
 
 from airflow_knative import cli
 from airflow_knative.settings import SECTION, ExecutorSettings
+from tests.chart.chart_helpers import CONTAINER_LISTEN_ADDRESS, MODES, ROOT, render
 
 DOCKERFILE = ROOT / "images" / "Dockerfile"
 CHART_VALUES = yaml.safe_load((ROOT / "chart" / "values.yaml").read_text())

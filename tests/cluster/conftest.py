@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "chart"))
 RELEASE = "airflow"
 FULLNAME = "airflow-airflow-knative"
 IMAGE = os.environ.get("IMAGE", "airflow-knative:dev")

@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import (
+
+from airflow_knative.local.processes import wait_until
+from tests.cluster.conftest import (
     FULLNAME,
     KIND_CLUSTER,
     RELEASE,
@@ -33,17 +34,6 @@ from conftest import (
 
 pytestmark = pytest.mark.cluster
 ADDED_IMAGE = "airflow-knative:cluster-added"
-
-
-def wait_until(condition: Any, what: str, timeout: float = 600, interval: float = 5) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def service_for(namespace: str, dag_id: str, task_id: str) -> str:
@@ -88,7 +78,7 @@ def test_min_scale_zero_service_scales_to_zero_and_comes_back(knative_release: R
         return items
 
     # Knative's stable window (60 s) and scale-to-zero grace period (30 s) by default.
-    wait_until(lambda: not pods(), f"{service} to scale to zero", timeout=600)
+    wait_until(lambda: not pods(), 600, f"{service} to scale to zero", interval=5)
     response = knative_release.run_workflow("compute_avg_distributed", [1, 2, 3, 4])
     assert response.status_code == 200, response.text
     assert response.json()["output"] == 2.5
@@ -152,14 +142,15 @@ def test_scheduler_deleted_mid_task_does_not_run_it_twice(knative_release: Relea
         def state() -> Any:
             return httpx.get(instance, headers=headers, timeout=30).json()
 
-        wait_until(lambda: state().get("state") == "running", "slow_double to run", timeout=300, interval=1)
+        wait_until(lambda: state().get("state") == "running", 300, "slow_double to run", interval=1)
         kubectl(
             "delete", "pod", "-n", namespace, "-l", "app.kubernetes.io/component=scheduler", "--wait=false"
         )
         final = wait_until(
             lambda: (s := state()).get("state") in ("success", "failed", "up_for_retry") and s,
+            600,
             "slow_double to end after the scheduler restart",
-            timeout=600,
+            interval=5,
         )
         assert final["state"] == "success", final
         assert final["try_number"] == 1, f"the task ran again after the scheduler was deleted: {final}"

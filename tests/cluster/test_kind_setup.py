@@ -8,15 +8,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "chart"))
-from knative_checks import DOCUMENTED_FEATURES  # noqa: E402
+from tests.chart.knative_checks import DOCUMENTED_FEATURES
 
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kube_podman import (
+from tests.containers.kube_podman import (
     ClaimVolume,
     ContainerRun,
     EmptyDirVolume,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from kube_podman import (
+
+from airflow_knative.routing import RoutingTable
+from tests.chart.chart_helpers import NAMESPACE, VALUES_FILES, render
+from tests.containers.kube_podman import (
     ClaimVolume,
     EmptyDirVolume,
     FilesVolume,
@@ -19,11 +21,6 @@ from kube_podman import (
     expand,
     podman_run_args,
 )
-
-from airflow_knative.routing import RoutingTable
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
-from chart_helpers import NAMESPACE, VALUES_FILES, render
 
 BOOT_VALUES = Path(__file__).resolve().parent / "boot-values.yaml"
 

@@ -27,16 +27,14 @@ from typing import Any
 
 import pytest
 import yaml
-from kube_podman import Release, Workload
-from podman_cluster import Podman, PodmanCluster
+
+from images import build as image_build  # images/build.py: the engine rules of `make image`
+from tests.chart.chart_helpers import find_helm
+from tests.containers.kube_podman import Release, Workload
+from tests.containers.podman_cluster import Podman, PodmanCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT / "images"))
-import build as image_build  # noqa: E402  (images/build.py: the engine rules of `make image`)
-
-sys.path.insert(0, str(ROOT / "tests" / "chart"))
-from chart_helpers import find_helm  # noqa: E402
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(7200)]
 

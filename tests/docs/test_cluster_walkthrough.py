@@ -10,16 +10,13 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.chart.chart_helpers import OFFLINE_SECRETS, find_helm
+from tests.chart.knative_checks import DOCUMENTED_FEATURES
 from tests.conftest import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "tests" / "chart"))
-from chart_helpers import OFFLINE_SECRETS, find_helm
-from knative_checks import DOCUMENTED_FEATURES
 
 WALKTHROUGH = REPO_ROOT / "docs" / "cluster-walkthrough.md"
 CLUSTER_MARK = "# [cluster]"

@@ -1,14 +1,16 @@
-"""The README is the configuration reference: its option table is the one the declaration renders."""
+"""The README and docs/gateway.md are the configuration reference: their option tables are generated."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import REPO_ROOT
-from tools.readme_config import main as readme_config
+from tools.docs_tables import main as docs_tables
 
 
-def test_executor_option_table_is_generated_from_the_settings_declaration(capsys) -> None:  # type: ignore[no-untyped-def]
-    """Fails when an option was added or changed in airflow_knative/settings.py: run `make readme-config`."""
-    stale = readme_config(["--readme", str(REPO_ROOT / "README.md"), "--check"])
+def test_option_tables_are_generated_from_their_declarations(capsys: pytest.CaptureFixture[str]) -> None:
+    """Fails when an option was added or changed without `make docs-tables`."""
+    stale = docs_tables(["--root", str(REPO_ROOT), "--check"])
 
     assert stale == 0, capsys.readouterr().err
 

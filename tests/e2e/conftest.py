@@ -6,9 +6,12 @@ worker's pool of Airflow supervisors and the gateway, with SQLite as database.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import shutil
-import time
+import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.events import read_events
-from airflow_knative.local.airflow_rest import AirflowApi
-from airflow_knative.local.config import StackConfig
-from airflow_knative.local.stack import LocalStack
+from airflow_knative.local.config import StackConfig, task_environment, worker_secret_file
+from airflow_knative.local.processes import answers_ok, die_with_parent, wait_until, worker_command
+from airflow_knative.local.stack import STARTUP_TIMEOUT, LocalStack
+from airflow_knative.protocol import READINESS_PATH
 from tests.conftest import WORKFLOWS, free_port
 
 E2E_DAGS = Path(__file__).parent / "dags"
@@ -59,9 +64,9 @@ class RunningStack:
     def stack_events(self, event: str) -> list[dict[str, Any]]:
         return list(read_events(self.stack.log_path, event))
 
-    def airflow(self) -> AirflowApi:
+    def airflow(self) -> AirflowClient:
         """A logged-in client of the stack's Airflow REST API (close it, or use ``with``)."""
-        return AirflowApi(self.config.api_url, *AUTH)
+        return AirflowClient(self.config.api_url, *AUTH)
 
     def run_workflow(self, dag_id: str, data: Any, **params: str) -> httpx.Response:
         return self.gateway.post(f"/runWorkflow/{dag_id}", json={"input": data}, params=params)
@@ -73,7 +78,7 @@ class RunningStack:
             body: dict[str, Any] = self.gateway.get(status_url).json()
             return body if body.get("state") in ("success", "failed") else None
 
-        result: dict[str, Any] = wait_for(ended, timeout=timeout)
+        result: dict[str, Any] = wait_until(ended, timeout, f"the end of {status_url}")
         return result
 
 
@@ -119,20 +124,40 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory, e2e_dags: Path) -> I
         stack.stop()
 
 
-def answers_ok(url: str) -> bool:
-    """True when ``url`` answers 200 (health and readiness probes)."""
+def start_spare_worker(
+    config: StackConfig, name: str, log_path: Path, concurrency: int = 1, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
+    """One more real ``airflow-knative worker`` for the stack's Airflow; return it and its URL once ready.
+
+    It runs in its own process group (stopping it leaves the stack intact) and is in no
+    routing table until the test puts it there.
+    """
+    port = free_port()
+    command = worker_command(
+        port=port,
+        name=name,
+        secret_file=worker_secret_file(config),
+        concurrency=concurrency,
+        extra=extra,
+    )
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, **task_environment(config)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509  # prctl only
+        )
+    url = f"http://127.0.0.1:{port}"
     try:
-        return httpx.get(url).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def wait_for(condition: Any, timeout: float = 60.0, interval: float = 0.5) -> Any:
-    """Poll until ``condition()`` returns something truthy; return it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+        # as long as the stack gives its own workers: importing Airflow took over 60 s
+        # on a 2-core machine with a load average above 40
+        ready = f"{url}{READINESS_PATH}"
+        wait_until(lambda: answers_ok(ready), STARTUP_TIMEOUT, f"worker {name}", interval=0.2)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+        raise
+    return process, url

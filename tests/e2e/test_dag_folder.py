@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from airflow_knative.local.processes import wait_until
 from airflow_knative.routing import load_routing_table
-from tests.e2e.conftest import BROKEN_DAG_FILE, RunningStack, wait_for
+from tests.e2e.conftest import BROKEN_DAG_FILE, RunningStack
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +37,7 @@ def _dag(dag_id: str, task_id: str, expression: str) -> str:
 
 def _answer_once_known(running_stack: RunningStack, dag_id: str, data: object) -> dict[str, object]:
     """Call the DAG as soon as Airflow knows it (404 until then); return the final answer."""
-    accepted = wait_for(
+    accepted = wait_until(
         lambda: (r := running_stack.run_workflow(dag_id, data, wait="false")).status_code == 202 and r,
         timeout=90,
         interval=0.5,
@@ -54,7 +55,7 @@ def test_a_dag_added_while_the_stack_runs_answers_through_the_gateway(
     assert answer["state"] == "success", answer
     assert answer["output"] == 42
     assert "e2e_added" in load_routing_table(running_stack.config.routing_file).tasks
-    wait_for(lambda: "DAG e2e_added is ready" in running_stack.stack_log(), timeout=30)
+    wait_until(lambda: "DAG e2e_added is ready" in running_stack.stack_log(), timeout=30)
 
 
 def test_a_changed_dag_runs_its_new_tasks_and_a_removed_one_is_unrouted(
@@ -71,12 +72,12 @@ def test_a_changed_dag_runs_its_new_tasks_and_a_removed_one_is_unrouted(
         assert answer["state"] == "success", answer  # never a run that fails for want of a route
         return answer["output"] == "renamed"
 
-    wait_for(new_version_answers, timeout=120, interval=1)
+    wait_until(new_version_answers, timeout=120, interval=1)
 
     path.unlink()
     with running_stack.airflow() as api:
-        wait_for(lambda: "e2e_changing" not in api.dag_ids(), timeout=90)
-    wait_for(
+        wait_until(lambda: "e2e_changing" not in api.dag_ids(), timeout=90)
+    wait_until(
         lambda: "e2e_changing" not in load_routing_table(running_stack.config.routing_file).tasks,
         timeout=30,
     )
@@ -107,7 +108,7 @@ def test_a_file_that_breaks_while_the_stack_runs_is_reported(
 
     path.write_text("import no_such_module_anywhere\n" + path.read_text())
 
-    wait_for(lambda: "e2e_breaks_later.py does not import" in running_stack.stack_log(), timeout=90)
+    wait_until(lambda: "e2e_breaks_later.py does not import" in running_stack.stack_log(), timeout=90)
     assert "ModuleNotFoundError: No module named 'no_such_module_anywhere'" in running_stack.stack_log()
     assert running_stack.stack.processes.components, "the stack kept running"
     running_stack.stack.processes.check_alive()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import RunningStack, wait_for
+from airflow_knative.local.processes import wait_until
+from tests.e2e.conftest import RunningStack
 
 pytestmark = pytest.mark.e2e
 
@@ -41,6 +42,8 @@ def test_polling_answers_202_until_the_run_is_done(running_stack: RunningStack) 
     assert pending.json()["state"] in ("queued", "running")
     assert pending.headers["Location"] == status_url
 
-    done = wait_for(lambda: (r := running_stack.gateway.get(status_url)).status_code != 202 and r, timeout=90)
+    done = wait_until(
+        lambda: (r := running_stack.gateway.get(status_url)).status_code != 202 and r, timeout=90
+    )
     assert done.status_code == 200, done.text
     assert done.json()["output"] == "rested"

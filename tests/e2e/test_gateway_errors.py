@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from airflow_knative.local.airflow_rest import AirflowApi
+from airflow_knative.airflow_rest import AirflowClient
+from airflow_knative.local.processes import answers_ok, wait_until
 from tests.conftest import free_port
-from tests.e2e.conftest import AUTH, RunningStack, answers_ok, wait_for
+from tests.e2e.conftest import AUTH, RunningStack
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +85,7 @@ def impatient_gateway(running_stack: RunningStack) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: answers_ok(f"{url}/healthz"), timeout=30, interval=0.2)
+        wait_until(lambda: answers_ok(f"{url}/healthz"), timeout=30, interval=0.2)
         yield url
     finally:
         process.terminate()
@@ -110,7 +111,7 @@ def test_a_waiting_call_does_not_block_others(running_stack: RunningStack) -> No
     # `make bench` sends 50 truly concurrent calls against PostgreSQL.
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(running_stack.run_workflow, "e2e_slow", 6)
-        wait_for(lambda: _runs_of(running_stack, "e2e_slow") > 0, timeout=30, interval=0.2)
+        wait_until(lambda: _runs_of(running_stack, "e2e_slow") > 0, timeout=30, interval=0.2)
         fast = running_stack.run_workflow("compute_avg", [1, 5])
 
         assert fast.status_code == 200, fast.text
@@ -122,5 +123,5 @@ def test_a_waiting_call_does_not_block_others(running_stack: RunningStack) -> No
 def _runs_of(running_stack: RunningStack, dag_id: str) -> int:
     """How many runs of ``dag_id`` are queued or running, from Airflow's REST API."""
     config = running_stack.config
-    with AirflowApi(config.api_url, *AUTH) as api:
+    with AirflowClient(config.api_url, *AUTH) as api:
         return api.active_runs(dag_id)

@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from airflow_knative.local.airflow_rest import PAGE_SIZE, AirflowApi
+from airflow_knative.airflow_rest import PAGE_SIZE, AirflowClient, AirflowTokenAuth, Pages, api_path
+from airflow_knative.gateway.airflow_api import AirflowApi as GatewayAirflowApi
+from airflow_knative.gateway.auth import BasicCredentials, TokenCache
 from airflow_knative.local.stack import LocalStack
 from tests.e2e.conftest import AUTH, stack_config
 
@@ -65,16 +68,39 @@ def stack(tmp_path_factory: pytest.TempPathFactory, many_dags: Path) -> Iterator
 
 
 def test_the_stack_starts_and_the_api_lists_every_dag(stack: LocalStack) -> None:
-    with AirflowApi(stack.config.api_url, *AUTH) as api:
+    with AirflowClient(stack.config.api_url, *AUTH) as api:
         assert api.dag_ids() == set(stack.dag_ids)
     assert len(stack.dag_ids) == SMALL_DAGS + 1 > PAGE_SIZE
 
 
 def test_every_task_instance_of_a_wide_run_is_listed(stack: LocalStack) -> None:
     """The DAG stays paused (Airflow's default), so the run's task instances exist and nothing runs."""
-    with AirflowApi(stack.config.api_url, *AUTH) as api:
+    with AirflowClient(stack.config.api_url, *AUTH) as api:
         run_id = api.trigger("paging_wide")  # manual__<date>+00:00: ':' and '+' in the URL, quoted
         instances = api.task_instances("paging_wide", run_id)
 
         assert sorted(ti["task_id"] for ti in instances) == [f"task_{i:03d}" for i in range(WIDE_TASKS)]
         assert api.dag_run("paging_wide", run_id)["dag_run_id"] == run_id
+
+
+async def test_the_gateway_client_lists_every_task_instance_of_a_wide_run(stack: LocalStack) -> None:
+    """The gateway's async client pages like the sync one: it reads which tasks of a run failed."""
+    with AirflowClient(stack.config.api_url, *AUTH) as api:
+        run_id = api.trigger("paging_wide")
+    async with httpx.AsyncClient(base_url=stack.config.api_url, timeout=30.0) as http:
+        session = GatewayAirflowApi(http=http, tokens=TokenCache(60)).as_user(BasicCredentials(*AUTH))
+        instances = await session.list_task_instances("paging_wide", run_id)
+
+    assert sorted(ti.task_id for ti in instances) == [f"task_{i:03d}" for i in range(WIDE_TASKS)]
+
+
+async def test_the_shared_token_auth_reads_every_dag_with_an_async_client(stack: LocalStack) -> None:
+    auth = AirflowTokenAuth.for_server(stack.config.api_url, *AUTH)
+    async with httpx.AsyncClient(base_url=stack.config.api_url, auth=auth, timeout=30.0) as http:
+        pages = Pages("dags")
+        while not pages.add(
+            (await http.get(api_path("dags"), params=pages.params())).raise_for_status().json()
+        ):
+            pass
+
+    assert {dag["dag_id"] for dag in pages.items} == set(stack.dag_ids)

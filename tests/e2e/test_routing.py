@@ -8,9 +8,10 @@ from urllib.parse import quote
 
 import pytest
 
-from airflow_knative.local.airflow_rest import AirflowApi
+from airflow_knative.airflow_rest import AirflowClient
+from airflow_knative.local.processes import wait_until
 from airflow_knative.routing import load_routing_table, write_routing_table
-from tests.e2e.conftest import RunningStack, wait_for
+from tests.e2e.conftest import RunningStack
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +42,7 @@ def test_task_without_route_fails_fast_naming_dag_task_and_file(
     # for a cluster whose routing table lacks the DAG because `make generate` was forgotten.
     (e2e_dags / "e2e_unrouted.py").write_text(UNROUTED_DAG)
     with running_stack.airflow() as api:
-        wait_for(lambda: "e2e_unrouted" in api.dag_ids(), timeout=90, interval=1)
+        wait_until(lambda: "e2e_unrouted" in api.dag_ids(), timeout=90, interval=1)
     routing_file = running_stack.config.routing_file
     table = load_routing_table(routing_file)
     assert "e2e_unrouted" in table.tasks
@@ -73,7 +74,7 @@ def task_log_text(
 ) -> str:
     """The task's log as Airflow's REST API serves it to the UI (every line's message, joined)."""
     config = running_stack.config
-    with AirflowApi(config.api_url, config.admin_user, config.admin_password) as api:
+    with AirflowClient(config.api_url, config.admin_user, config.admin_password) as api:
         run_path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
         response = api.client.get(
             f"{run_path}/taskInstances/{task_id}/logs/{try_number}",

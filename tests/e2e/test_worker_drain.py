@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from airflow_knative.local.config import task_environment, worker_secret_file
-from airflow_knative.local.stack import STARTUP_TIMEOUT
+from airflow_knative.local.processes import wait_until
 from airflow_knative.routing import ServiceEntry, load_routing_table, write_routing_table
-from tests.conftest import free_port
-from tests.e2e.conftest import RunningStack, answers_ok, wait_for
+from tests.e2e.conftest import RunningStack, start_spare_worker
 
 pytestmark = pytest.mark.e2e
 
@@ -50,35 +46,9 @@ def extra_worker(
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """A real worker process of its own, so stopping it leaves the shared stack intact."""
     config = running_stack.config
-    port = free_port()
     log_path = tmp_path / "drain-worker.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "airflow_knative.cli",
-                "worker",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--name",
-                "drain-worker",
-                "--secret-file",
-                str(worker_secret_file(config)),
-                "--grace-period",
-                "60",
-            ],
-            env={**os.environ, **task_environment(config)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_spare_worker(config, "drain-worker", log_path, extra=("--grace-period", "60"))
     try:
-        # as long as the stack gives its own components: importing Airflow took over 60 s
-        # on a 2-core machine with a load average above 40
-        wait_for(lambda: answers_ok(f"{url}/readyz"), timeout=STARTUP_TIMEOUT, interval=0.2)
         table = load_routing_table(config.routing_file)
         table.services["e2e-drain"] = ServiceEntry(url=url)
         table.tasks["e2e_drain"] = {"nap": "e2e-drain"}
@@ -94,12 +64,12 @@ def test_sigterm_lets_the_running_task_finish(
 ) -> None:
     process, log_path = extra_worker
     (e2e_dags / "e2e_drain.py").write_text(DRAIN_DAG)
-    accepted = wait_for(
+    accepted = wait_until(
         lambda: (r := running_stack.run_workflow("e2e_drain", None, wait="false")).status_code == 202 and r,
         timeout=90,
         interval=2,
     )
-    wait_for(lambda: '"event": "task_accepted"' in log_path.read_text(), timeout=60, interval=0.1)
+    wait_until(lambda: '"event": "task_accepted"' in log_path.read_text(), timeout=60, interval=0.1)
 
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)  # uvicorn re-raises SIGTERM after its graceful shutdown: exit code -15

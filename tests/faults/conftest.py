@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,9 +28,10 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.local import stack as local_stack
-from airflow_knative.local.airflow_rest import AirflowApi
 from airflow_knative.local.config import StackConfig, airflow_environment
+from airflow_knative.local.preflight import port_is_free
 from airflow_knative.local.processes import Component, StackStartError
 from airflow_knative.local.stack import LocalStack
 from tests.conftest import REPO_ROOT, free_port
@@ -111,9 +111,9 @@ class FaultStack:
     def config(self) -> StackConfig:
         return self.stack.config
 
-    def api(self) -> AirflowApi:
+    def api(self) -> AirflowClient:
         config = self.config
-        return AirflowApi(config.api_url, config.admin_user, config.admin_password)
+        return AirflowClient(config.api_url, config.admin_user, config.admin_password)
 
     # -- schedulers ---------------------------------------------------------------------------
 
@@ -194,18 +194,9 @@ def free_port_range(count: int) -> int:
     """A port ``p`` of 127.0.0.1 with ``p .. p+count-1`` all free now (the local workers listen on these)."""
     for _ in range(100):
         base = free_port()
-        if base + count <= 65535 and all(_is_free(base + i) for i in range(1, count)):
+        if base + count <= 65535 and all(port_is_free(base + i) for i in range(1, count)):
             return base
     raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _stack_config(home: Path, dags: Path, database_url: str) -> StackConfig:
@@ -267,11 +258,10 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
 @pytest.fixture(scope="module")
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A throwaway PostgreSQL database (bench/postgres.py), for real row locks between schedulers."""
-    from bench.postgres import PostgresUnavailableError, TempPostgres, ensure_installed
+    from bench.postgres import PostgresUnavailableError, start_temp_postgres
 
     try:
-        server = TempPostgres(ensure_installed())
-        server.start()
+        server = start_temp_postgres()
     except PostgresUnavailableError as exc:
         pytest.fail(f"two schedulers need PostgreSQL: {exc}")
     try:

@@ -20,10 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_knative.local.processes import wait_until
 from airflow_knative.protocol import SECRET_HEADER, WORKLOAD_PATH
-from tests.e2e.conftest import wait_for
-
-from .worker_faults import (  # noqa: F401  # fixtures
+from tests.faults.worker_faults import (  # noqa: F401  # fixtures
     HEARTBEAT_TIMEOUT,
     FaultStack,
     a_task_workload_body,
@@ -52,7 +51,7 @@ def test_pool_process_killed_mid_task_is_retried_and_the_worker_heals(
     os.kill(first["ppid"], signal.SIGKILL)
     killed_at = time.time()
 
-    health = wait_for(lambda: (h := worker.health().json())["pool"]["deaths"] == 1 and h, timeout=10)
+    health = wait_until(lambda: (h := worker.health().json())["pool"]["deaths"] == 1 and h, timeout=10)
     assert health["status"] == "ok" and health["pool"]["alive"] == 1  # replaced, and the probe says so
     assert first["ppid"] not in health["pool"]["pids"]
     retry = wait_for_mark(marker, "start", try_number=first["try_number"] + 1)
@@ -128,7 +127,7 @@ def test_a_cut_stream_keeps_the_slot_until_the_task_ends(
         refusals += 1
         time.sleep(0.2)
     ended = next(m for m in marks(marker) if m["event"] == "end")
-    wait_for(lambda: worker.readiness()["in_flight"] == 0, timeout=10, interval=0.02)
+    wait_until(lambda: worker.readiness()["in_flight"] == 0, timeout=10, interval=0.02)
     released_at = time.time()
 
     assert refusals >= 3
@@ -144,7 +143,7 @@ def test_deadline_callback_runs_on_a_worker_and_the_scheduler_stays_up(
     started = time.time()
     run_id = fault_stack.api.trigger("fault_deadline", {})
 
-    callback = wait_for(
+    callback = wait_until(
         lambda: next((m for m in marks(fault_stack.deadline_marker) if m["t"] >= started), None),
         timeout=120,
         interval=0.1,

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,13 +23,13 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_knative.local.airflow_rest import AirflowApi
-from airflow_knative.local.config import StackConfig, task_environment, worker_secret_file
-from airflow_knative.local.processes import _die_with_parent as die_with_parent
-from airflow_knative.local.stack import STARTUP_TIMEOUT, LocalStack
+from airflow_knative.airflow_rest import AirflowClient
+from airflow_knative.local.config import StackConfig
+from airflow_knative.local.processes import wait_until
+from airflow_knative.local.stack import LocalStack
 from airflow_knative.routing import ServiceEntry, load_routing_table, write_routing_table
 from tests.conftest import free_port
-from tests.e2e.conftest import AUTH, answers_ok, stack_config, wait_for
+from tests.e2e.conftest import AUTH, stack_config, start_spare_worker
 
 #: Seconds without a task heartbeat before Airflow fails the task (Airflow's default is 300).
 HEARTBEAT_TIMEOUT = 15
@@ -141,7 +140,7 @@ class FaultStack:
     """The running stack, its Airflow API and where the scenarios leave their marks."""
 
     stack: LocalStack
-    api: AirflowApi
+    api: AirflowClient
     markers: Path
     deadline_marker: Path
 
@@ -186,7 +185,7 @@ def wait_for_mark(
             None,
         )
 
-    result: dict[str, Any] = wait_for(found, timeout=timeout, interval=0.05)
+    result: dict[str, Any] = wait_until(found, timeout=timeout, interval=0.05)
     return result
 
 
@@ -203,7 +202,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
     stack = LocalStack(config)
     stack.start()
     try:
-        with AirflowApi(config.api_url, *AUTH) as api:
+        with AirflowClient(config.api_url, *AUTH) as api:
             for dag_id in (*NAP_DAG_IDS, "fault_deadline"):
                 api.unpause(dag_id)
             yield FaultStack(stack, api, markers, deadline_marker)
@@ -256,38 +255,11 @@ def spawn_worker(fault_stack: FaultStack, tmp_path: Path) -> Iterator[Any]:
     started: list[WorkerProcess] = []
 
     def spawn(name: str, concurrency: int = 1) -> WorkerProcess:
-        config = fault_stack.config
-        port = free_port()
         log_path = tmp_path / f"{name}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "airflow_knative.cli",
-                    "worker",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--name",
-                    name,
-                    "--concurrency",
-                    str(concurrency),
-                    "--heartbeat-interval",
-                    "1",
-                    "--secret-file",
-                    str(worker_secret_file(config)),
-                ],
-                env={**os.environ, **task_environment(config)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509  # prctl only
-            )
-        worker = WorkerProcess(name, f"http://127.0.0.1:{port}", process, log_path)
+        extra = ("--heartbeat-interval", "1")
+        process, url = start_spare_worker(fault_stack.config, name, log_path, concurrency, extra)
+        worker = WorkerProcess(name, url, process, log_path)
         started.append(worker)
-        wait_for(lambda: answers_ok(f"{worker.url}/readyz"), timeout=STARTUP_TIMEOUT, interval=0.2)
         return worker
 
     yield spawn
@@ -386,6 +358,6 @@ def proxy() -> Iterator[Any]:
 def a_task_workload_body() -> bytes:
     """A valid dispatch request (a worker with a free slot would take it; one without answers 429)."""
     from airflow_knative.protocol import encode_dispatch_request
-    from tests.unit.factories import build_workload
+    from bench.workloads import build_workload
 
     return encode_dispatch_request(build_workload().model_dump_json(), [])

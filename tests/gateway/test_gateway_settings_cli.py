@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from airflow_knative import options
 from airflow_knative.gateway import cli
 from airflow_knative.gateway.settings import GatewaySettings
 
@@ -29,8 +30,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for _flag, name, *_rest in cli._OPTIONS:
-        monkeypatch.delenv(name, raising=False)
+    for opt in options.cli_options(GatewaySettings):
+        for name in opt.spec.env:
+            monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
 

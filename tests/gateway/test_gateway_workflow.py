@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from airflow_knative.airflow_rest import segment, token_refused
 from airflow_knative.gateway.airflow_api import (
     AirflowBadResponse,
     AirflowForbidden,
@@ -12,8 +13,6 @@ from airflow_knative.gateway.airflow_api import (
     AirflowUnreachable,
     CredentialsRejected,
     is_transient,
-    segment,
-    token_refused,
 )
 from airflow_knative.gateway.errors import GatewayError, from_airflow
 from airflow_knative.gateway.workflow import ExpiringMap, poll_delay, status_url

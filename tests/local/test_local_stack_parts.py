@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from airflow_knative.inventory import TaskEntry
 from airflow_knative.local.config import StackConfig
 from airflow_knative.local.dag_monitor import DagMonitor, error_summary
 from airflow_knative.local.instance_lock import InstanceLock, StackAlreadyRunning
@@ -29,7 +30,6 @@ from airflow_knative.local.routing import (
 )
 from airflow_knative.routing import RoutingTable, ServiceEntry, load_routing_table, write_routing_table
 from airflow_knative.task_config import KnativeTaskConfig
-from generator.inventory import TaskEntry
 from tests.conftest import free_port
 
 WORKERS = ["http://127.0.0.1:1", "http://127.0.0.1:2"]
@@ -279,8 +279,8 @@ def test_error_summary_is_the_last_line() -> None:
 
 
 def test_a_dag_with_an_invalid_task_config_is_an_import_error_of_its_file(tmp_path: Path) -> None:
+    from airflow_knative.inventory import InventoryError
     from airflow_knative.local import route_on_parse
-    from generator.inventory import InventoryError
 
     task = SimpleNamespace(
         task_id="t", executor_config={"knative": {"no_such_key": 1}}, execution_timeout=None

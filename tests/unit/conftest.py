@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .factories import WorkloadFactory, build_workload
+from bench.workloads import WorkloadFactory, build_workload
 
 
 @pytest.fixture

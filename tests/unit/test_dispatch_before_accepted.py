@@ -14,10 +14,9 @@ import pytest
 from starlette.responses import Response, StreamingResponse
 
 from airflow_knative.protocol import STREAM_MEDIA_TYPE
-
-from .factories import WorkloadFactory
-from .stub_worker import Behaviour, StubWorker, accept_then_break, run
-from .test_dispatcher import Harness, harness  # noqa: F401  # the shared dispatcher harness
+from bench.workloads import WorkloadFactory
+from tests.unit.stub_worker import Behaviour, StubWorker, accept_then_break, run
+from tests.unit.test_dispatcher import Harness, harness  # noqa: F401  # the shared dispatcher harness
 
 
 def headers_then_break() -> Behaviour:

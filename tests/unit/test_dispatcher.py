@@ -26,9 +26,8 @@ from airflow_knative.executor.upstream import UpstreamMap
 from airflow_knative.protocol import SECRET_HEADER
 from airflow_knative.routing import Router, RoutingTable, ServiceEntry, write_routing_table
 from airflow_knative.settings import ExecutorSettings
-
-from .factories import DAG_ID, RUN_ID, WorkloadFactory
-from .stub_worker import (
+from bench.workloads import DAG_ID, RUN_ID, WorkloadFactory
+from tests.unit.stub_worker import (
     Behaviour,
     StubWorker,
     accept_then_break,

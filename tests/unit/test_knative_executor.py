@@ -21,9 +21,8 @@ from airflow_knative.executor.dispatcher import DispatchOutcome
 from airflow_knative.executor.task_watch import TaskRow, TaskWatch
 from airflow_knative.routing import RoutingFileError, RoutingTable, ServiceEntry, write_routing_table
 from airflow_knative.settings import SECTION, ExecutorSettings, SettingsError
-
-from .factories import DAG_ID, WorkloadFactory
-from .stub_worker import StubWorker, finished, run
+from bench.workloads import DAG_ID, WorkloadFactory
+from tests.unit.stub_worker import StubWorker, finished, run
 
 SECRET = "executor-unit-test-secret-0123456789"
 

@@ -23,9 +23,8 @@ from airflow.utils.state import TaskInstanceState
 from airflow_knative.executor import KnativeExecutor
 from airflow_knative.routing import RoutingTable, ServiceEntry, write_routing_table
 from airflow_knative.settings import SECTION, ExecutorSettings, SettingsError, load_settings, option_specs
-
-from .factories import DAG_ID, WorkloadFactory
-from .stub_worker import StubWorker, finished, run
+from bench.workloads import DAG_ID, WorkloadFactory
+from tests.unit.stub_worker import StubWorker, finished, run
 
 EXECUTOR = "airflow_knative.executor.KnativeExecutor"
 TEAMS = ("team_a", "team_b")

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from airflow_knative.naming import (
     SERVICE_NAME_MAX_LENGTH,
     InvalidServiceNameError,
+    is_dns_1035_label,
     service_name,
     validate_service_name,
 )
-
-DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 IDS = [
     ("compute_avg_distributed", "extract"),
@@ -44,7 +41,7 @@ IDS = [
 def test_service_name_is_a_short_dns_label(dag_id: str, task_id: str) -> None:
     name = service_name(dag_id, task_id)
 
-    assert DNS_1035.match(name), name
+    assert is_dns_1035_label(name), name
     assert len(name) <= SERVICE_NAME_MAX_LENGTH
 
 

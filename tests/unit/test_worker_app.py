@@ -29,8 +29,7 @@ from airflow_knative.protocol import (
 )
 from airflow_knative.worker.server import WorkerSettings, create_app
 from airflow_knative.worker.task_pool import PoolStatus
-
-from .factories import WorkloadFactory
+from bench.workloads import WorkloadFactory
 
 SECRET = "worker-unit-test-secret-0123456789"
 API_URL = "http://api-server:8080/execution/"

@@ -1,4 +1,7 @@
-"""Airflow's own workload model, built as the scheduler builds it, without a database."""
+"""Airflow's own workload model, built as the scheduler builds it, without a database.
+
+Shared by the benchmarks (bench/dispatch.py) and the unit tests (tests/unit/conftest.py).
+"""
 
 from __future__ import annotations
 

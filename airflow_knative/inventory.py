@@ -1,6 +1,6 @@
 """Which tasks exist, as Airflow's own DAG parsing sees them, and which service serves each.
 
-The generator turns this inventory into chart data; the local stack turns it into
+The generator (a repo tool) turns this inventory into chart data; the local stack turns it into
 its routing table. Both therefore agree with each other and with the scheduler.
 """
 
