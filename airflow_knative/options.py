@@ -4,8 +4,8 @@ Each component (``worker``, ``gateway``, ``dev``) declares its options as the fi
 of one dataclass, each field made with :func:`option`: its name, type, default,
 environment variable and help text. From that one declaration come the argparse
 flags (:func:`add_arguments`), the environment variables behind their defaults, the
-value the component runs with (:func:`from_namespace`) and the table in
-docs/options.md (:func:`markdown_table`, written by ``make docs-options``).
+value the component runs with (:func:`from_namespace`) and its options table in the
+README or docs/gateway.md (:func:`markdown_table`, written by ``make docs-tables``).
 
 Only the standard library is imported here: the top-level CLI builds every
 sub-command's parser, and a component's heavy imports happen when it runs.
