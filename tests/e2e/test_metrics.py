@@ -15,16 +15,22 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from airflow_knative.local.stack import LocalStack
 from tests.conftest import WORKFLOWS
 from tests.e2e.conftest import AUTH, stack_config, wait_for
-from tests.statsd_listener import StatsdListener
+from tests.metrics_readers import (
+    EXECUTOR_PREFIX,
+    Samples,
+    StatsdListener,
+    airflow_statsd_env,
+    sample_value,
+    scrape,
+)
 
 pytestmark = pytest.mark.e2e
 
-P = "airflow.knative_executor."
+P = EXECUTOR_PREFIX
 #: A downstream task whose upstream returns nothing: its upstream value is an inline miss.
 PROBE_DAG = """
 from airflow.sdk import dag, task
@@ -53,23 +59,7 @@ RUNS = [
 ]
 TASKS = sum(run[2] for run in RUNS)
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(base_url: str) -> Samples:
-    """``GET /metrics`` parsed: (sample name, labels) -> value."""
-    response = httpx.get(f"{base_url}/metrics", timeout=10)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+value = sample_value
 
 
 @dataclass
@@ -98,10 +88,8 @@ def metrics_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MetricsS
     config = stack_config(tmp_path_factory.mktemp("metrics-stack"), dags, workers=1, worker_concurrency=1)
     stack = LocalStack(config)
     with pytest.MonkeyPatch.context() as env:  # Airflow's own [metrics] settings, read by the scheduler
-        env.setenv("AIRFLOW__METRICS__STATSD_ON", "True")
-        env.setenv("AIRFLOW__METRICS__STATSD_HOST", "127.0.0.1")
-        env.setenv("AIRFLOW__METRICS__STATSD_PORT", str(statsd.port))
-        env.setenv("AIRFLOW__METRICS__STATSD_PREFIX", "airflow")
+        for name, setting in airflow_statsd_env(statsd.port).items():
+            env.setenv(name, setting)
         stack.start()
     try:
         with httpx.Client(base_url=config.gateway_url, auth=AUTH, timeout=180) as gateway:

@@ -21,21 +21,19 @@ from airflow.utils.state import TaskInstanceState
 
 from airflow_knative.executor.knative_executor import KnativeExecutor
 from airflow_knative.executor.metrics import ExecutorMetrics
-from tests.statsd_listener import StatsdListener
+from tests.metrics_readers import EXECUTOR_PREFIX, StatsdListener, airflow_statsd_env
 
 from .factories import WorkloadFactory
 from .stub_worker import accept_then_break, finished, run, status
 from .test_dispatcher import Harness
 
-P = "airflow.knative_executor."
+P = EXECUTOR_PREFIX
 
 
 def _use_statsd(monkeypatch: pytest.MonkeyPatch, port: int, **extra: str) -> None:
     """Point Airflow's stats client at ``port``, as ``[metrics]`` settings do in the scheduler."""
-    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_ON", "True")
-    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_HOST", "127.0.0.1")
-    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_PORT", str(port))
-    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_PREFIX", "airflow")
+    for name, value in airflow_statsd_env(port).items():
+        monkeypatch.setenv(name, value)
     for name, value in extra.items():
         monkeypatch.setenv(f"AIRFLOW__METRICS__{name}", value)
     stats.initialize(factory=stats_utils.get_stats_factory(), export_legacy_names=False)
@@ -68,7 +66,7 @@ def test_retries_are_counted_by_cause_and_dispatch_latency_is_timed(
     harness.dispatcher(stub.url).submit(make_workload("extract"))
     assert harness.outcome().state == "success"
 
-    statsd.wait_for(P + "tasks_finished.success")
+    statsd.wait_for_total(P + "tasks_finished.success", 1)
     assert statsd.total(P + "dispatch_retries.http_503") == 1
     assert statsd.total(P + "dispatch_retries.http_429") == 1
     assert statsd.total(P + "dispatch_retries") == 2
@@ -84,9 +82,8 @@ def test_a_stream_broken_after_accepted_counts_as_lost(
     harness.dispatcher(stub.url).submit(make_workload())
     assert harness.outcome().state == "lost"
 
-    statsd.wait_for(P + "streams_lost")
-    assert statsd.total(P + "streams_lost") == 1
-    assert statsd.total(P + "tasks_finished.lost") == 1
+    statsd.wait_for_total(P + "streams_lost", 1)
+    statsd.wait_for_total(P + "tasks_finished.lost", 1)
 
 
 def test_a_refused_task_counts_as_not_run_by_reason(
@@ -96,8 +93,8 @@ def test_a_refused_task_counts_as_not_run_by_reason(
     harness.dispatcher(stub.url).submit(make_workload())
     assert harness.outcome().state == "failed"
 
-    statsd.wait_for(P + "tasks_not_run.rejected")
-    assert statsd.total(P + "tasks_finished.failed") == 1
+    statsd.wait_for_total(P + "tasks_not_run.rejected", 1)
+    statsd.wait_for_total(P + "tasks_finished.failed", 1)
 
 
 def test_inline_hits_and_misses_are_counted_per_upstream_task(
@@ -115,7 +112,7 @@ def test_inline_hits_and_misses_are_counted_per_upstream_task(
     dispatcher.submit(make_workload("load", dag_version_id=extract.ti.dag_version_id))
     assert harness.outcome().state == "success"
 
-    statsd.wait_for(P + "inline_values.misses")
+    statsd.wait_for_total(P + "tasks_finished.success", 3)
     assert statsd.total(P + "inline_values.hits") == 1  # extract's value went inline
     assert statsd.total(P + "inline_values.misses") == 1  # transform's (none) is the API's business
 
@@ -135,9 +132,8 @@ def test_adopted_and_handed_back_task_instances_are_counted(
 
     executor.try_adopt_task_instances(tis)  # type: ignore[arg-type]
 
-    statsd.wait_for(P + "tasks_not_adopted")
-    assert statsd.total(P + "tasks_adopted") == 2
-    assert statsd.total(P + "tasks_not_adopted") == 1
+    statsd.wait_for_total(P + "tasks_adopted", 2)
+    statsd.wait_for_total(P + "tasks_not_adopted", 1)
 
 
 def test_a_teams_executor_tags_its_metrics_with_the_team(
