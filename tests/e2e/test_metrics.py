@@ -59,8 +59,6 @@ RUNS = [
 ]
 TASKS = sum(run[2] for run in RUNS)
 
-value = sample_value
-
 
 @dataclass
 class MetricsStack:
@@ -124,32 +122,36 @@ def test_the_executor_sends_its_metrics_to_statsd(metrics_stack: MetricsStack) -
 def test_the_worker_serves_its_metrics(metrics_stack: MetricsStack) -> None:
     def settled() -> Samples | None:
         samples = scrape(metrics_stack.worker_url)
-        done = value(samples, "airflow_knative_worker_tasks_finished_total", state="success")
+        done = sample_value(samples, "airflow_knative_worker_tasks_finished_total", state="success")
         return (
-            samples if done == TASKS and value(samples, "airflow_knative_worker_tasks_running") == 0 else None
+            samples
+            if done == TASKS and sample_value(samples, "airflow_knative_worker_tasks_running") == 0
+            else None
         )
 
     samples: Samples = wait_for(settled, timeout=30)
-    refused = value(samples, "airflow_knative_worker_tasks_refused_total", reason="at_capacity")
-    assert value(samples, "airflow_knative_worker_tasks_accepted_total") == TASKS
-    assert value(samples, "airflow_knative_worker_tasks_received_total") == TASKS + refused
+    refused = sample_value(samples, "airflow_knative_worker_tasks_refused_total", reason="at_capacity")
+    assert sample_value(samples, "airflow_knative_worker_tasks_accepted_total") == TASKS
+    assert sample_value(samples, "airflow_knative_worker_tasks_received_total") == TASKS + refused
     assert refused == metrics_stack.statsd.total(P + "dispatch_retries.http_429")
-    assert value(samples, "airflow_knative_worker_task_duration_seconds_count", state="success") == TASKS
-    assert value(samples, "airflow_knative_worker_task_duration_seconds_sum", state="success") > 0
-    assert value(samples, "airflow_knative_worker_request_duration_seconds_count") == TASKS + refused
-    assert value(samples, "airflow_knative_worker_pool_processes_alive") == 1
-    assert value(samples, "airflow_knative_worker_pool_processes_busy") == 0
-    assert value(samples, "airflow_knative_worker_pool_processes_replaced_total") == 0
+    assert (
+        sample_value(samples, "airflow_knative_worker_task_duration_seconds_count", state="success") == TASKS
+    )
+    assert sample_value(samples, "airflow_knative_worker_task_duration_seconds_sum", state="success") > 0
+    assert sample_value(samples, "airflow_knative_worker_request_duration_seconds_count") == TASKS + refused
+    assert sample_value(samples, "airflow_knative_worker_pool_processes_alive") == 1
+    assert sample_value(samples, "airflow_knative_worker_pool_processes_busy") == 0
+    assert sample_value(samples, "airflow_knative_worker_pool_processes_replaced_total") == 0
 
 
 def test_the_gateway_serves_its_metrics(metrics_stack: MetricsStack) -> None:
     samples = scrape(metrics_stack.gateway_url)
 
-    assert value(samples, "airflow_knative_gateway_runs_triggered_total") == len(RUNS)
-    assert value(samples, "airflow_knative_gateway_results_total", outcome="success") == len(RUNS)
-    assert value(samples, "airflow_knative_gateway_wait_duration_seconds_count") == len(RUNS)
-    assert value(samples, "airflow_knative_gateway_wait_duration_seconds_sum") > 0
-    assert value(samples, "airflow_knative_gateway_request_duration_seconds_count") == len(RUNS)
+    assert sample_value(samples, "airflow_knative_gateway_runs_triggered_total") == len(RUNS)
+    assert sample_value(samples, "airflow_knative_gateway_results_total", outcome="success") == len(RUNS)
+    assert sample_value(samples, "airflow_knative_gateway_wait_duration_seconds_count") == len(RUNS)
+    assert sample_value(samples, "airflow_knative_gateway_wait_duration_seconds_sum") > 0
+    assert sample_value(samples, "airflow_knative_gateway_request_duration_seconds_count") == len(RUNS)
 
 
 def test_the_gateway_counts_failed_and_rate_limited_logins(metrics_stack: MetricsStack) -> None:
@@ -162,12 +164,14 @@ def test_the_gateway_counts_failed_and_rate_limited_logins(metrics_stack: Metric
     assert call("wrong-password-0") == 401
     assert call("wrong-password-0") == 401  # answered from the negative cache
     samples = scrape(metrics_stack.gateway_url)
-    assert value(samples, "airflow_knative_gateway_login_failures_total", source="airflow") == 1
-    assert value(samples, "airflow_knative_gateway_login_failures_total", source="cached") == 1
+    assert sample_value(samples, "airflow_knative_gateway_login_failures_total", source="airflow") == 1
+    assert sample_value(samples, "airflow_knative_gateway_login_failures_total", source="cached") == 1
 
     statuses = [call(f"wrong-password-{i}") for i in range(1, 11)]  # 10 failures from one address
     samples = scrape(metrics_stack.gateway_url)
     assert statuses[-1] == 429, statuses
-    assert value(samples, "airflow_knative_gateway_logins_rate_limited_total") == statuses.count(429)
-    assert value(samples, "airflow_knative_gateway_results_total", outcome="refused") == 2 + len(statuses)
-    assert value(samples, "airflow_knative_gateway_runs_triggered_total") == len(RUNS)
+    assert sample_value(samples, "airflow_knative_gateway_logins_rate_limited_total") == statuses.count(429)
+    assert sample_value(samples, "airflow_knative_gateway_results_total", outcome="refused") == 2 + len(
+        statuses
+    )
+    assert sample_value(samples, "airflow_knative_gateway_runs_triggered_total") == len(RUNS)
