@@ -26,6 +26,7 @@ from airflow_knative.executor.inline_values import (
     load_upstream_tries,
     wait_for_all,
 )
+from airflow_knative.executor.metrics import ExecutorMetrics
 from airflow_knative.executor.result_cache import ResultCache, ValueKey
 from airflow_knative.executor.retry_policy import (
     AcceptTimeoutError,
@@ -79,6 +80,14 @@ class DispatchOutcome:
     ti_id: str | None = None
 
 
+#: The ``tasks_not_run`` metric's reason for each way a worker did not run a task.
+_NOT_RUN_REASONS: dict[type[Exception], str] = {
+    NotAcceptedError: "not_accepted",
+    RejectedError: "rejected",
+    AcceptTimeoutError: "accept_timeout",
+}
+
+
 def _value_key(workload: ExecuteTask) -> ValueKey:
     ti = workload.ti
     return (ti.dag_id, ti.run_id, ti.task_id, ti.map_index if ti.map_index is not None else -1)
@@ -104,8 +113,10 @@ class Dispatcher:
         upstream_loader: Callable[[str], UpstreamMap] = load_upstream_map,
         tries_loader: Callable[[str, str, frozenset[str]], UpstreamTries] = load_upstream_tries,
         task_log_folder: Path | None = None,
+        metrics: ExecutorMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or ExecutorMetrics()
         self.router = router
         self.on_outcome = on_outcome
         self.results = ResultCache(settings.inline_cache_max_bytes)
@@ -148,6 +159,11 @@ class Dispatcher:
         task = self._by_key.pop(key, None)
         if task is not None:
             task.cancel()
+
+    @property
+    def in_flight(self) -> int:
+        """Tasks being dispatched or streamed right now (read from the scheduler thread)."""
+        return len(self._by_key)
 
     def stop(self, timeout: float = 10.0) -> int:
         """Stop dispatching; return how many tasks were still in flight (retrying or streaming)."""
@@ -199,12 +215,14 @@ class Dispatcher:
         outcome: DispatchOutcome | None = None
         try:
             outcome = await self._run(workload, payload)
+            self.metrics.outcome(outcome.state)
         except asyncio.CancelledError:
             log.warning("executor stopped while %s ran; Airflow's task heartbeats decide its state", ti.key)
             raise
         except Exception as exc:  # never leave a task in the running set without an outcome
             log.exception("dispatching %s failed unexpectedly", ti.key)
             outcome = DispatchOutcome(ti.key, "failed", f"{type(exc).__name__}: {exc}", ti_id=str(ti.id))
+            self.metrics.not_run("error")
             await self._note_in_task_log(
                 workload, f"airflow-knative could not dispatch this task: {outcome.info}"
             )
@@ -216,18 +234,27 @@ class Dispatcher:
     async def _run(self, workload: ExecuteTask, payload: str) -> DispatchOutcome:
         ti = workload.ti
         key = ti.key
+        taken_up = time.monotonic()
         try:
             url = await self._route(workload)
         except (RoutingError, RoutingFileError, InvalidTaskConfigError) as exc:
             log.error("cannot route task %s: %s", key, exc)
+            self.metrics.not_run("routing")
             await self._note_in_task_log(workload, f"airflow-knative did not run this task: {exc}")
             return DispatchOutcome(key, "failed", str(exc), ti_id=str(ti.id))
         inline = await self._inline_values(workload)
         body = encode_dispatch_request(payload, inline)
         dispatched_at = time.time()
         try:
-            finished = await self._send(url, body, key, workload.token)
+            finished = await self._send(
+                url,
+                body,
+                key,
+                workload.token,
+                lambda: self.metrics.dispatch_latency(time.monotonic() - taken_up),
+            )
         except StreamBrokenError as exc:
+            self.metrics.stream_lost()
             log.warning(
                 "connection to %s broke after 'accepted' of %s (%s); not resending: the executor keeps the "
                 "slot and watches the task's state in the database, Airflow's task heartbeats decide it",
@@ -237,6 +264,7 @@ class Dispatcher:
             )
             return DispatchOutcome(key, "lost", str(exc), ti_id=str(ti.id))
         except (NotAcceptedError, RejectedError, AcceptTimeoutError) as exc:
+            self.metrics.not_run(_NOT_RUN_REASONS[type(exc)])
             message = f"task {key} was not run by {url}: {exc}"
             log.error(message)
             await self._note_in_task_log(
@@ -256,10 +284,19 @@ class Dispatcher:
         return self.router.url_for(ti.dag_id, ti.task_id, ti.executor_config, reload=False)
 
     async def _inline_values(self, workload: ExecuteTask) -> list[InlineXCom]:
+        """The upstream values to send with the task; counts hits and misses per upstream task."""
+        upstream = await self._upstream_of(workload)
+        inline = await self._current_inline_values(workload, upstream) if upstream else []
+        sent = {value.task_id for value in inline}
+        self.metrics.inline(hits=len(inline), misses=len(upstream - sent))
+        return inline
+
+    async def _current_inline_values(
+        self, workload: ExecuteTask, upstream: frozenset[str]
+    ) -> list[InlineXCom]:
         """The upstream values to send with the task: only the current try's, never a stale one."""
         ti = workload.ti
-        upstream = await self._upstream_of(workload)
-        if not upstream or not (
+        if not (
             self.results.has_values(ti.dag_id, ti.run_id) or self._open.any_of(ti.dag_id, ti.run_id, upstream)
         ):
             return []
@@ -299,7 +336,14 @@ class Dispatcher:
             self._upstream.remember(version, upstream)
         return upstream.get(workload.ti.task_id, frozenset())
 
-    async def _send(self, url: str, body: bytes, key: TaskInstanceKey, token: str) -> FinishedEvent:
+    async def _send(
+        self,
+        url: str,
+        body: bytes,
+        key: TaskInstanceKey,
+        token: str,
+        on_accepted: Callable[[], None] | None = None,
+    ) -> FinishedEvent:
         """Send until a worker accepts, within ``dispatch_deadline`` and the workload token's life.
 
         Airflow issues the workload's token for ``[scheduler] task_queued_timeout``;
@@ -321,6 +365,7 @@ class Dispatcher:
             outcome = getattr(state, "outcome", None)
             error = outcome.exception() if outcome is not None else None
             log.info("worker %s did not take %s (before 'accepted': %s); sending again", url, key, error)
+            self.metrics.retry(getattr(error, "cause", "unknown"))
 
         retrying = dispatch_retrying(
             deadline=settings.dispatch_deadline
@@ -332,10 +377,16 @@ class Dispatcher:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._attempt(url, body, token_limit)
+                return await self._attempt(url, body, token_limit, on_accepted)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
-    async def _attempt(self, url: str, body: bytes, token_limit: float | None = None) -> FinishedEvent:
+    async def _attempt(
+        self,
+        url: str,
+        body: bytes,
+        token_limit: float | None = None,
+        on_accepted: Callable[[], None] | None = None,
+    ) -> FinishedEvent:
         """Send once; raise NotAcceptedError only while nothing can have started the task.
 
         ``accept_timeout`` bounds everything up to the ``accepted`` event, response
@@ -364,13 +415,17 @@ class Dispatcher:
         try:
             if response.status_code in RETRYABLE_STATUS:
                 raise NotAcceptedError(
-                    f"HTTP {response.status_code}", parse_retry_after(response.headers.get("Retry-After"))
+                    f"HTTP {response.status_code}",
+                    parse_retry_after(response.headers.get("Retry-After")),
+                    cause=f"http_{response.status_code}",
                 )
             if response.status_code != 200:
                 detail = (await response.aread()).decode(errors="replace")[:500]
                 raise RejectedError(f"HTTP {response.status_code}: {detail}")
             lines = response.aiter_lines()
             await self._await_accepted(lines, accept_by)
+            if on_accepted is not None:
+                on_accepted()
             return await self._await_finished(lines)
         finally:
             await response.aclose()
@@ -385,7 +440,9 @@ class Dispatcher:
         except (httpx.TransportError, StopAsyncIteration) as exc:
             # Workers start a workload only after sending 'accepted', and Airflow's Execution
             # API refuses to start one try twice: sending again cannot run the task twice.
-            raise NotAcceptedError(f"connection broke before 'accepted', nothing ran: {exc!r}") from exc
+            raise NotAcceptedError(
+                f"connection broke before 'accepted', nothing ran: {exc!r}", cause="closed_before_accepted"
+            ) from exc
         try:
             event = STREAM_EVENT_ADAPTER.validate_json(first)
         except ValidationError as exc:

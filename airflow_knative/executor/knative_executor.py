@@ -25,6 +25,7 @@ from airflow.utils.state import TaskInstanceState
 
 from airflow_knative.events import log_event
 from airflow_knative.executor.dispatcher import Dispatcher, DispatchOutcome
+from airflow_knative.executor.metrics import ExecutorMetrics
 from airflow_knative.executor.prewarm import Prewarmer
 from airflow_knative.executor.retry_policy import time_limits_outlast_token
 from airflow_knative.executor.side_workloads import side_workload_url
@@ -53,6 +54,7 @@ class KnativeExecutor(BaseExecutor):
         self._prewarmer: Prewarmer | None = None
         self._watch = TaskWatch()
         self._settings: ExecutorSettings | None = None
+        self.metrics = ExecutorMetrics(self.team_name)
 
     def start(self) -> None:
         """Read this team's ``[knative_executor]``, check the routing table and secret, start dispatching."""
@@ -69,6 +71,7 @@ class KnativeExecutor(BaseExecutor):
             max_connections=self.parallelism or None,
             on_outcome=self._outcomes.put,
             task_log_folder=_task_log_folder(),
+            metrics=self.metrics,
         )
         self._dispatcher.start()
         if settings.prewarm and settings.prewarm_max_services > 0:
@@ -136,6 +139,8 @@ class KnativeExecutor(BaseExecutor):
                 self.running.discard(outcome.key)
         for end in self._watch.check():
             self._report_watched_end(end)
+        if self._dispatcher is not None:
+            self.metrics.tasks_in_flight(self._dispatcher.in_flight, len(self._watch))
 
     def _report_watched_end(self, end: WatchedEnd) -> None:
         """A watched task's try ended in Airflow: free its slot and tell the scheduler, as for any task."""
@@ -173,6 +178,7 @@ class KnativeExecutor(BaseExecutor):
                 self.log.info("adopted running task %s (external id %s)", key, ti.external_executor_id)
             else:
                 not_adopted.append(ti)
+        self.metrics.adopted(running=len(tis) - len(not_adopted), reset=len(not_adopted))
         return not_adopted
 
     def revoke_task(self, *, ti: TaskInstance) -> None:

@@ -24,11 +24,16 @@ from tenacity import (
 
 
 class NotAcceptedError(Exception):
-    """The worker did not take the task; sending again is safe."""
+    """The worker did not take the task; sending again is safe.
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    ``cause`` names why in a few words (``http_503``, ``connection``,
+    ``closed_before_accepted``): the executor counts its retries by it.
+    """
+
+    def __init__(self, reason: str, retry_after: float | None = None, cause: str = "connection") -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.cause = cause
 
 
 class RejectedError(Exception):

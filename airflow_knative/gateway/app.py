@@ -5,6 +5,7 @@ Routes:
 - ``POST /runWorkflow/{dag_id}`` (``?wait=false`` to answer 202 at once)
 - ``GET /runs/{dag_id}/{run_id}``: a run's state, and its result once it ended
 - ``GET /healthz``: liveness/readiness, no auth
+- ``GET /metrics``: Prometheus metrics (counts and durations only), no auth
 
 Every handler is async and shares one ``httpx.AsyncClient`` (made in the
 lifespan), so any number of waiting calls cost sockets and timers, not threads.
@@ -26,6 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from airflow_knative import prometheus
+from airflow_knative.gateway import metrics
 from airflow_knative.gateway.airflow_api import AirflowApi, AirflowSession, DagRunInfo
 from airflow_knative.gateway.auth import (
     BasicCredentials,
@@ -49,7 +52,9 @@ logger = logging.getLogger("airflow_knative.gateway")
 #: Status logged (and sent to nobody) when the caller hung up while waiting, as nginx does.
 CLIENT_CLOSED_REQUEST = 499
 
-ENDPOINTS_HINT = "endpoints: POST /runWorkflow/<dag_id>, GET /runs/<dag_id>/<run_id>, GET /healthz"
+ENDPOINTS_HINT = (
+    "endpoints: POST /runWorkflow/<dag_id>, GET /runs/<dag_id>/<run_id>, GET /healthz, GET /metrics"
+)
 
 
 @dataclass
@@ -119,6 +124,7 @@ async def _run_workflow(request: Request, dag_id: str, log: CallLog) -> Response
     data = parse_workflow_input(await read_limited(request.stream(), settings.max_body_bytes))
 
     run = await workflows.start(session, dag_id, data)
+    metrics.RUNS_TRIGGERED.inc()
     log.run_id, log.state = run.run_id, run.state
     url = status_url(request.scope.get("root_path", ""), dag_id, run.run_id)
     if not wait:
@@ -138,7 +144,8 @@ async def _wait_and_answer(
     """Wait for the triggered run; 504 with the status URL if it outlasts ``wait_timeout``."""
     settings = _settings(request)
     workflows = _workflows(request)
-    run, ended, last_error = await workflows.wait(session, run, request.is_disconnected)
+    with metrics.WAIT_DURATION.time():
+        run, ended, last_error = await workflows.wait(session, run, request.is_disconnected)
     log.state = run.state
     if not ended:
         extra = {"dag_id": run.dag_id, "run_id": run.run_id, "state": run.state, "status_url": url}
@@ -167,6 +174,9 @@ async def run_workflow(request: Request) -> Response:
     except ClientGone:
         response = Response(status_code=CLIENT_CLOSED_REQUEST)
         log.error = "caller disconnected while waiting; the run goes on in Airflow"
+    duration = time.perf_counter() - started
+    metrics.REQUEST_DURATION.observe(duration)
+    metrics.RESULTS.labels(metrics.result_outcome(response.status_code, log.run_id != "-", log.state)).inc()
     logger.info(
         "POST /runWorkflow/%s user=%s status=%d run_id=%s state=%s duration=%.3fs%s",
         dag_id,
@@ -174,7 +184,7 @@ async def run_workflow(request: Request) -> Response:
         response.status_code,
         log.run_id,
         log.state,
-        time.perf_counter() - started,
+        duration,
         f" error={log.error!r}" if log.error else "",
     )
     return response
@@ -235,6 +245,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             Route("/runWorkflow/{dag_id}", run_workflow, methods=["POST"]),
             Route("/runs/{dag_id}/{run_id:path}", run_status, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route(prometheus.METRICS_PATH, prometheus.metrics, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_knative.gateway import metrics
 from airflow_knative.gateway.auth import BasicCredentials, CacheKey
 
 #: Entries each table keeps at most; the least recently touched go first past it.
@@ -69,6 +70,7 @@ class LoginGuard:
         expires = self._rejected.get(credentials.cache_key)
         if expires is not None:
             if now < expires:
+                metrics.LOGIN_FAILURES.labels("cached").inc()
                 return Verdict(rejected=True)
             del self._rejected[credentials.cache_key]
         waits = [
@@ -76,10 +78,14 @@ class LoginGuard:
             self._wait(self._by_user, credentials.username, self.max_failures_per_user, now),
         ]
         longest = max(waits)
-        return Verdict(retry_after=float(math.ceil(longest))) if longest > 0 else GO
+        if longest <= 0:
+            return GO
+        metrics.LOGINS_RATE_LIMITED.inc()
+        return Verdict(retry_after=float(math.ceil(longest)))
 
     def failed(self, credentials: BasicCredentials, client: str) -> None:
         """Airflow rejected these credentials: remember them and count the failure."""
+        metrics.LOGIN_FAILURES.labels("airflow").inc()
         now = self.clock()
         self._remember(self._rejected, credentials.cache_key, now + self.rejected_ttl)
         for table, name in ((self._by_client, client), (self._by_user, credentials.username)):

@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from airflow_knative import prometheus
 from airflow_knative.events import log_event
 from airflow_knative.protocol import (
     LIVENESS_PATH,
@@ -44,6 +45,7 @@ from airflow_knative.protocol import (
     encode_event,
 )
 from airflow_knative.settings import SettingsError, read_secret
+from airflow_knative.worker import metrics
 from airflow_knative.worker.task_pool import PoolStatus, TaskPool
 from airflow_knative.worker.workloads import UnsupportedWorkloadError, parse_workload, workload_ids
 
@@ -116,9 +118,11 @@ class Slot:
         """Start the workload's job; from now on the slot is released when the job ends, not the stream."""
         task = asyncio.get_running_loop().create_task(job)
         self._state.jobs.add(task)
+        metrics.TASKS_RUNNING.inc()
 
         def done(finished: asyncio.Task[FinishedEvent]) -> None:
             self._state.jobs.discard(finished)
+            metrics.TASKS_RUNNING.dec()
             self.release()
 
         task.add_done_callback(done)
@@ -138,15 +142,17 @@ class SlotStreamingResponse(StreamingResponse):
     response began), so the generator's ``finally`` cannot be trusted to do it.
     """
 
-    def __init__(self, content: AsyncIterator[bytes], slot: Slot) -> None:
+    def __init__(self, content: AsyncIterator[bytes], slot: Slot, received_at: float) -> None:
         super().__init__(content, media_type=STREAM_MEDIA_TYPE)
         self.slot = slot
+        self.received_at = received_at
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Serve the stream; release the slot afterwards unless a job holds it."""
         try:
             await super().__call__(scope, receive, send)
         finally:
+            metrics.REQUEST_DURATION.observe(time.time() - self.received_at)
             if not self.slot.owned_by_job:
                 self.slot.release()
 
@@ -155,27 +161,37 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+def _refuse(reason: str, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error answer before 'accepted', counted by ``reason`` (see metrics.REFUSAL_REASONS)."""
+    metrics.TASKS_REFUSED.labels(reason).inc()
+    return _error(status, message, headers)
+
+
 async def _admit(  # noqa: PLR0911  # one return per refusal reads best
     request: Request, state: WorkerState
 ) -> tuple[bytes, DispatchRequest, Any] | Response:
     """Check everything that can be checked before the task is taken; nothing here runs it."""
     supplied = request.headers.get(SECRET_HEADER, "")
     if not hmac.compare_digest(supplied.encode(), state.settings.secret.encode()):
-        return _error(401, f"missing or wrong {SECRET_HEADER} header")
+        return _refuse("unauthorized", 401, f"missing or wrong {SECRET_HEADER} header")
     if state.draining or not state.ready:
-        return _error(503, "worker is not ready or is shutting down", {"Retry-After": "1"})
+        return _refuse("not_ready", 503, "worker is not ready or is shutting down", {"Retry-After": "1"})
     body = await request.body()
     try:
         dispatch = DispatchRequest.model_validate_json(body)
         workload = parse_workload(dispatch.workload)
     except ValidationError as exc:
-        return _error(400, f"invalid workload: {exc}")
+        return _refuse("invalid_workload", 400, f"invalid workload: {exc}")
     except UnsupportedWorkloadError as exc:
-        return _error(400, str(exc))
+        return _refuse("invalid_workload", 400, str(exc))
     if not state.pool.status().healthy:
-        return _error(503, "worker's task pool is broken; waiting to be restarted", {"Retry-After": "1"})
+        return _refuse(
+            "pool_broken", 503, "worker's task pool is broken; waiting to be restarted", {"Retry-After": "1"}
+        )
     if state.in_flight >= state.settings.concurrency:
-        return _error(429, f"worker runs {state.in_flight} tasks, its limit", {"Retry-After": "1"})
+        return _refuse(
+            "at_capacity", 429, f"worker runs {state.in_flight} tasks, its limit", {"Retry-After": "1"}
+        )
     return body, dispatch, workload
 
 
@@ -192,6 +208,9 @@ async def _run_job(state: WorkerState, body: bytes, received_at: float, ids: dic
             error=f"{type(exc).__name__}: {exc}",
             timings=TaskTimings(received_at=received_at, finished_at=time.time()),
         )
+    finished_state = finished.state or "error"
+    metrics.TASKS_FINISHED.labels(finished_state).inc()
+    metrics.TASK_DURATION.labels(finished_state).observe(time.time() - received_at)
     log_event(
         log,
         "task_finished",
@@ -218,6 +237,7 @@ async def _stream(
     settings = state.settings
     ids = workload_ids(workload)
     log_event(log, "task_accepted", worker=settings.name, **ids)
+    metrics.TASKS_ACCEPTED.inc()
     yield encode_event(AcceptedEvent(worker=settings.name, received_at=received_at))
     job = slot.run_job(_run_job(state, body, received_at, ids))
     while True:
@@ -231,13 +251,15 @@ async def _stream(
 async def run_workload(request: Request) -> Response:
     """``POST /v1/workloads``."""
     received_at = time.time()
+    metrics.TASKS_RECEIVED.inc()
     state: WorkerState = request.app.state.worker
     admitted = await _admit(request, state)
     if isinstance(admitted, Response):
+        metrics.REQUEST_DURATION.observe(time.time() - received_at)
         return admitted
     body, _, workload = admitted
     slot = Slot(state)
-    return SlotStreamingResponse(_stream(state, body, workload, received_at, slot), slot)
+    return SlotStreamingResponse(_stream(state, body, workload, received_at, slot), slot, received_at)
 
 
 async def liveness(request: Request) -> Response:
@@ -269,11 +291,13 @@ def create_app(settings: WorkerSettings, pool: Pool) -> Starlette:
         await pool.shutdown(settings.grace_period)
 
     state = WorkerState(settings=settings, pool=pool)
+    metrics.POOL.watch(pool.status)
     app = Starlette(
         routes=[
             Route(WORKLOAD_PATH, run_workload, methods=["POST"]),
             Route(LIVENESS_PATH, liveness),
             Route(READINESS_PATH, readiness),
+            Route(prometheus.METRICS_PATH, prometheus.metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

@@ -105,7 +105,7 @@ Args: list imageValues defaultTag
 {{- if .Values.postgresql.enabled -}}
 {{- default (include "airflow-knative.componentName" (list . "metadata")) .Values.postgresql.existingSecret -}}
 {{- else -}}
-{{- required "database.externalSecret is required when postgresql.enabled is false: name a Secret with key \"connection\" holding the SQLAlchemy URL of your database" .Values.database.externalSecret -}}
+{{- .Values.database.externalSecret -}}{{/* required with postgresql.enabled=false: check-values.yaml */}}
 {{- end -}}
 {{- end -}}
 
@@ -304,6 +304,51 @@ listens on localhost only to the queue-proxy, so no rule names its port.
       protocol: TCP
 {{- end -}}
 
+{{/*
+Prometheus scrape annotations of a worker or gateway pod (GET /metrics on its
+container port), when metrics.prometheus.scrapeAnnotations is on.
+Args: list $ port
+*/}}
+{{- define "airflow-knative.scrapeAnnotations" -}}
+{{- $ := index . 0 -}}
+{{- if $.Values.metrics.prometheus.scrapeAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ index . 1 | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end -}}
+
+{{/*
+NetworkPolicy ingress rule that lets metrics.prometheus.networkPolicy.from
+scrape a pod on its container port; nothing when that list is empty.
+Args: list $ port
+*/}}
+{{- define "airflow-knative.scrapeIngressRule" -}}
+{{- $ := index . 0 -}}
+{{- $port := index . 1 -}}
+{{- with $.Values.metrics.prometheus.networkPolicy.from }}
+- from:
+    {{- toYaml . | nindent 4 }}
+  ports:
+    - port: {{ $port }}
+      protocol: TCP
+{{- end }}
+{{- end -}}
+
+{{/* Airflow's [metrics] StatsD settings (metrics.statsd), for every Airflow component. */}}
+{{- define "airflow-knative.statsdEnv" -}}
+{{- if .Values.metrics.statsd.enabled }}
+- name: AIRFLOW__METRICS__STATSD_ON
+  value: "True"
+- name: AIRFLOW__METRICS__STATSD_HOST
+  value: {{ .Values.metrics.statsd.host | quote }}
+- name: AIRFLOW__METRICS__STATSD_PORT
+  value: {{ .Values.metrics.statsd.port | quote }}
+- name: AIRFLOW__METRICS__STATSD_PREFIX
+  value: {{ .Values.metrics.statsd.prefix | quote }}
+{{- end }}
+{{- end -}}
+
 {{/* Logging settings shared by Airflow components and workers. */}}
 {{- define "airflow-knative.loggingEnv" -}}
 - name: AIRFLOW__LOGGING__BASE_LOG_FOLDER
@@ -312,7 +357,7 @@ listens on localhost only to the queue-proxy, so no rule names its port.
 - name: AIRFLOW__LOGGING__REMOTE_LOGGING
   value: "True"
 - name: AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER
-  value: {{ required "logs.remote.baseLogFolder is required when logs.remote.enabled is true (e.g. s3://bucket/airflow-logs)" .Values.logs.remote.baseLogFolder | quote }}
+  value: {{ .Values.logs.remote.baseLogFolder | quote }}{{/* required when remote: check-values.yaml */}}
 - name: AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID
   value: {{ .Values.logs.remote.connId | quote }}
 {{- end }}
@@ -356,6 +401,9 @@ connection, Fernet key or JWT secret). Secrets come from Secrets, never values.
       name: {{ include "airflow-knative.airflowSecretName" . }}
       key: api-secret-key
 {{ include "airflow-knative.loggingEnv" . }}
+{{- with include "airflow-knative.statsdEnv" . }}
+{{ . }}
+{{- end }}
 {{- with .Values.airflow.extraEnv }}
 {{ toYaml . }}
 {{- end }}
@@ -409,19 +457,12 @@ wins over the DAG code (files/services.yaml), which wins over workers.defaults.
 Args: list $ name generatedEntry
 */}}
 {{- define "airflow-knative.workerSettings" -}}
+{{- /* minScale <= maxScale and timeoutSeconds <= workers.maxTimeoutSeconds: check-values.yaml */ -}}
 {{- $ := index . 0 -}}
 {{- $name := index . 1 -}}
 {{- $generated := omit (index . 2) "tasks" -}}
 {{- $override := get $.Values.workers.overrides $name | default dict -}}
 {{- $settings := mergeOverwrite (deepCopy $.Values.workers.defaults) (deepCopy $generated) (deepCopy $override) -}}
-{{- $min := $settings.minScale | int -}}
-{{- $max := $settings.maxScale | int -}}
-{{- if and (gt $max 0) (gt $min $max) -}}
-{{- fail (printf "worker service %s: minScale %d is above maxScale %d (from workers.defaults, the DAG's executor_config or workers.overrides.%s): Knative refuses it" $name $min $max $name) -}}
-{{- end -}}
-{{- if gt (int $settings.timeoutSeconds) (int $.Values.workers.maxTimeoutSeconds) -}}
-{{- fail (printf "worker service %s: timeoutSeconds %d (execution_timeout or executor_config of its task) exceeds workers.maxTimeoutSeconds %d, Knative's max-revision-timeout-seconds: lower it, or raise both that cluster setting and workers.maxTimeoutSeconds" $name (int $settings.timeoutSeconds) (int $.Values.workers.maxTimeoutSeconds)) -}}
-{{- end -}}
 {{- toYaml $settings -}}
 {{- end -}}
 

@@ -35,6 +35,7 @@ from airflow_knative.local.preflight import port_is_free
 from airflow_knative.local.processes import Component, StackStartError
 from airflow_knative.local.stack import LocalStack
 from tests.conftest import REPO_ROOT, free_port
+from tests.metrics_readers import StatsdListener, airflow_statsd_env
 
 FAULT_DAGS = Path(__file__).parent / "dags"
 AUTH = ("admin", "faults-password")
@@ -105,6 +106,8 @@ class FaultStack:
     extra_env: dict[str, str]
     work_dir: Path
     schedulers: list[Component] = field(default_factory=list)
+    #: Receives the schedulers' StatsD metrics, when the fixture set one up.
+    statsd: StatsdListener | None = None
     _runs: int = 0
 
     @property
@@ -251,8 +254,15 @@ def running_fault_stack(
 @pytest.fixture(scope="module")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     """The local stack (SQLite, one scheduler) with fast orphan detection, for one test module."""
-    with running_fault_stack(tmp_path_factory, None, FAST_RECOVERY) as stack:
-        yield stack
+    statsd = StatsdListener()
+    try:
+        with running_fault_stack(
+            tmp_path_factory, None, {**FAST_RECOVERY, **airflow_statsd_env(statsd.port)}
+        ) as stack:
+            stack.statsd = statsd
+            yield stack
+    finally:
+        statsd.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import FaultStack, poll, read_ledger, runs_per_task
+from tests.metrics_readers import EXECUTOR_PREFIX
 
 pytestmark = pytest.mark.faults
 
@@ -44,10 +45,18 @@ def test_scheduler_stopped_mid_task_the_next_scheduler_adopts_it_and_it_runs_onc
     fault_stack: FaultStack, recovery_figures: list[dict[str, Any]], sig: signal.Signals
 ) -> None:
     run_id, ledger, release = start_held_run(fault_stack)
+    assert fault_stack.statsd is not None
+    adopted_before = fault_stack.statsd.total(EXECUTOR_PREFIX + "tasks_adopted")
 
     fault_at = fault_stack.signal_scheduler(sig)
     new_scheduler = fault_stack.start_scheduler()
     adopted_at = fault_stack.wait_for_log(new_scheduler, ADOPTED, timeout=180)
+    # The new scheduler's executor counted the adoption (knative_executor.tasks_adopted).
+    poll(
+        lambda: fault_stack.statsd.total(EXECUTOR_PREFIX + "tasks_adopted") == adopted_before + 1,
+        30,
+        "the adoption to be counted",
+    )
     release.touch()
     released_at = time.time()
 

@@ -22,6 +22,7 @@ import pytest
 
 from airflow_knative.local.processes import wait_until
 from airflow_knative.protocol import SECRET_HEADER, WORKLOAD_PATH
+from tests.metrics_readers import EXECUTOR_PREFIX, sample_value, scrape
 from tests.faults.worker_faults import (  # noqa: F401  # fixtures
     HEARTBEAT_TIMEOUT,
     FaultStack,
@@ -69,6 +70,11 @@ def test_pool_process_killed_mid_task_is_retried_and_the_worker_heals(
     # the healed worker runs the next task
     next_run, _ = fault_stack.trigger("fault_pool_kill", sleep=0)
     assert fault_stack.api.wait_terminal("fault_pool_kill", next_run, timeout=120) == "success"
+    # and its /metrics tell the story: one pool process replaced, one task ended without a state
+    samples = scrape(worker.url)
+    assert sample_value(samples, "airflow_knative_worker_pool_processes_replaced_total") == 1
+    assert sample_value(samples, "airflow_knative_worker_pool_processes_alive") == 1
+    assert sample_value(samples, "airflow_knative_worker_tasks_finished_total", state="error") == 1
 
 
 def test_worker_killed_mid_task_is_retried_on_another_worker(
@@ -107,6 +113,8 @@ def test_a_cut_stream_keeps_the_slot_until_the_task_ends(
     service = proxy(worker.url)
     fault_stack.route("fault_dropped_stream", "nap", service.url)
     secret = fault_stack.config.secrets_dir.joinpath("worker_secret").read_text().strip()
+    lost = EXECUTOR_PREFIX + "streams_lost"
+    lost_before = fault_stack.statsd.total(lost)
 
     run_id, marker = fault_stack.trigger("fault_dropped_stream", sleep=5)
     wait_for_mark(marker, "start")
@@ -132,6 +140,12 @@ def test_a_cut_stream_keeps_the_slot_until_the_task_ends(
 
     assert refusals >= 3
     assert fault_stack.api.wait_terminal("fault_dropped_stream", run_id, timeout=120) == "success"
+    # the executor counted the cut stream (UDP: the sample may arrive a moment later)
+    wait_until(lambda: fault_stack.statsd.total(lost) == lost_before + 1, 30, "the metric to arrive")
+    assert (
+        sample_value(scrape(worker.url), "airflow_knative_worker_tasks_refused_total", reason="at_capacity")
+        >= refusals
+    )
     assert [m["event"] for m in marks(marker)] == ["start", "end"]  # ran once, to its end
     record_figure("stream_cut_slot_held_for", released_at - cut_at)
     record_figure("task_end_to_slot_release", released_at - ended["t"])

@@ -30,6 +30,7 @@ from airflow_knative.local.stack import LocalStack
 from airflow_knative.routing import ServiceEntry, load_routing_table, write_routing_table
 from tests.conftest import free_port
 from tests.e2e.conftest import AUTH, stack_config, start_spare_worker
+from tests.metrics_readers import StatsdListener, airflow_statsd_env
 
 #: Seconds without a task heartbeat before Airflow fails the task (Airflow's default is 300).
 HEARTBEAT_TIMEOUT = 15
@@ -143,6 +144,8 @@ class FaultStack:
     api: AirflowClient
     markers: Path
     deadline_marker: Path
+    #: Receives the scheduler's StatsD metrics (the executor's knative_executor.*).
+    statsd: StatsdListener
 
     @property
     def config(self) -> StackConfig:
@@ -200,14 +203,19 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
     write_fault_dags(dags, deadline_marker)
     config = stack_config(home, dags, workers=1, task_heartbeat_timeout=HEARTBEAT_TIMEOUT)
     stack = LocalStack(config)
-    stack.start()
+    statsd = StatsdListener()
+    with pytest.MonkeyPatch.context() as env:  # inherited by the scheduler
+        for name, value in airflow_statsd_env(statsd.port).items():
+            env.setenv(name, value)
+        stack.start()
     try:
         with AirflowClient(config.api_url, *AUTH) as api:
             for dag_id in (*NAP_DAG_IDS, "fault_deadline"):
                 api.unpause(dag_id)
-            yield FaultStack(stack, api, markers, deadline_marker)
+            yield FaultStack(stack, api, markers, deadline_marker, statsd)
     finally:
         stack.stop()
+        statsd.close()
 
 
 # -- workers of a scenario's own -----------------------------------------------------------

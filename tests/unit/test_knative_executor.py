@@ -313,6 +313,7 @@ class RecordingDispatcher:
     def __init__(self) -> None:
         self.submitted: list[Any] = []
         self.revoked: list[Any] = []
+        self.in_flight = 0
 
     def submit(self, workload: Any) -> None:
         self.submitted.append(workload)
