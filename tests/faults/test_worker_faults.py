@@ -22,7 +22,6 @@ import pytest
 
 from airflow_knative.local.processes import wait_until
 from airflow_knative.protocol import SECRET_HEADER, WORKLOAD_PATH
-from tests.metrics_readers import EXECUTOR_PREFIX, sample_value, scrape
 from tests.faults.worker_faults import (  # noqa: F401  # fixtures
     HEARTBEAT_TIMEOUT,
     FaultStack,
@@ -34,6 +33,7 @@ from tests.faults.worker_faults import (  # noqa: F401  # fixtures
     spawn_worker,
     wait_for_mark,
 )
+from tests.metrics_readers import EXECUTOR_PREFIX, sample_value, scrape
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 
