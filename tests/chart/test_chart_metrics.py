@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from chart_helpers import MODES, HelmError, Rendered, render
+
+from tests.chart.chart_helpers import MODES, HelmError, Rendered, render
 
 GATEWAY_PORT = 8000
 WORKER_PORT = 8080

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from chart_helpers import CHART
+from tests.chart.chart_helpers import CHART
 
 #: Failures that are not value checks: a render that would rotate secrets (it depends on
 #: whether the render sees the cluster) and a files/services.yaml that does not parse.

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import CHART
 
+from tests.chart.chart_helpers import CHART
 from tools.values_docs import schema_properties
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())

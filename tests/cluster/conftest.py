@@ -79,7 +79,7 @@ def kubectl_json(*args: str) -> Any:
 
 
 def helm(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-    from chart_helpers import find_helm  # tests/chart/chart_helpers.py
+    from tests.chart.chart_helpers import find_helm
 
     return run([find_helm(), *args], timeout=timeout)
 

@@ -21,11 +21,10 @@ from airflow.utils.state import TaskInstanceState
 
 from airflow_knative.executor.knative_executor import KnativeExecutor
 from airflow_knative.executor.metrics import ExecutorMetrics
+from bench.workloads import WorkloadFactory
 from tests.metrics_readers import EXECUTOR_PREFIX, StatsdListener, airflow_statsd_env
-
-from .factories import WorkloadFactory
-from .stub_worker import accept_then_break, finished, run, status
-from .test_dispatcher import Harness
+from tests.unit.stub_worker import accept_then_break, finished, run, status
+from tests.unit.test_dispatcher import Harness
 
 P = EXECUTOR_PREFIX
 

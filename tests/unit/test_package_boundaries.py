@@ -130,3 +130,34 @@ def test_wheel_requires_only_runtime_dependencies(wheel: zipfile.ZipFile) -> Non
     runtime = {req.name.lower() for req in requires if req.marker is None}
     assert runtime == _declared_dependencies()
     assert not runtime & {"jinja2", "ruamel.yaml", "matplotlib", "pytest"}
+
+
+def test_tests_import_shared_helpers_one_way() -> None:
+    """Shared test helpers are imported as ``tests.<folder>.<module>``; no relative imports, no path edits.
+
+    Two ways to import one helper make two module objects (two copies of its state),
+    and a bare ``import chart_helpers`` only works from some working directories.
+    """
+    tests = REPO_ROOT / "tests"
+    helper_names = {p.stem for p in tests.rglob("*.py") if not p.stem.startswith(("test_", "__"))}
+    helper_names.discard("conftest")
+    offences = []
+    for path in sorted(tests.rglob("*.py")):
+        text = path.read_text()
+        where = path.relative_to(REPO_ROOT)
+        if path != Path(__file__) and ("sys.path.insert" in text or "sys.path.append" in text):
+            offences.append(f"{where}: edits sys.path")
+        for node in ast.walk(ast.parse(text, filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                offences.append(f"{where}:{node.lineno}: relative import")
+            elif isinstance(node, ast.ImportFrom) and node.module in helper_names:
+                offences.append(
+                    f"{where}:{node.lineno}: `from {node.module}` (use tests.<folder>.{node.module})"
+                )
+            elif isinstance(node, ast.Import):
+                offences += [
+                    f"{where}:{node.lineno}: `import {a.name}` (use tests.<folder>.{a.name})"
+                    for a in node.names
+                    if a.name in helper_names
+                ]
+    assert not offences, "\n".join(offences)
