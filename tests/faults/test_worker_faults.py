@@ -7,7 +7,7 @@
 * a stream cut while its task runs: the worker's slot stays held until the task ends;
 * a DAG with a deadline callback: the callback ran on a worker and the scheduler stayed up.
 
-Each scenario prints its recovery time (``FAULT-FIGURE`` lines; see worker_faults.py).
+Each scenario records its recovery time in .run/faults/recovery.jsonl (and prints it).
 """
 
 from __future__ import annotations

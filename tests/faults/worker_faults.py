@@ -30,12 +30,12 @@ from airflow_knative.local.stack import LocalStack
 from airflow_knative.routing import ServiceEntry, load_routing_table, write_routing_table
 from tests.conftest import free_port
 from tests.e2e.conftest import AUTH, stack_config, start_spare_worker
+from tests.faults.conftest import FIGURES_FILE
 from tests.metrics_readers import StatsdListener, airflow_statsd_env
 
 #: Seconds without a task heartbeat before Airflow fails the task (Airflow's default is 300).
 HEARTBEAT_TIMEOUT = 15
 #: Where the measured recovery times are appended (one JSON object per line).
-FIGURES_ENV = "AIRFLOW_KNATIVE_FAULT_FIGURES"
 
 NAP_DAG = """
 import json
@@ -124,13 +124,12 @@ def write_fault_dags(folder: Path, deadline_marker: Path) -> None:
 
 
 def record_figure(name: str, seconds: float, **details: Any) -> None:
-    """Print a measured recovery time and append it to $AIRFLOW_KNATIVE_FAULT_FIGURES if set."""
-    line = json.dumps({"figure": name, "seconds": round(seconds, 2), **details})
-    print(f"FAULT-FIGURE {line}")
-    target = os.environ.get(FIGURES_ENV)
-    if target:
-        with open(target, "a") as out:
-            out.write(line + "\n")
+    """Print a measured recovery time and append it to .run/faults/recovery.jsonl (with the others)."""
+    figure = {"scenario": name, "seconds": round(seconds, 2), **details}
+    print(f"FAULT-FIGURE {json.dumps(figure)}")
+    FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with FIGURES_FILE.open("a") as out:
+        out.write(json.dumps({"at": time.time(), **figure}) + "\n")
 
 
 # -- the stack -----------------------------------------------------------------------------
