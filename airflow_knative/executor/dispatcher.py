@@ -8,13 +8,14 @@ response stream all live on the dispatcher's own thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import httpx
 from pydantic import ValidationError
@@ -192,6 +193,7 @@ class Dispatcher:
             await asyncio.wait(self._in_flight, timeout=5.0)
         if self._client is not None:
             await self._client.aclose()
+        await asyncio.get_running_loop().shutdown_asyncgens()
         return pending
 
     def _spawn(self, workload: ExecuteTask, payload: str) -> None:
@@ -422,11 +424,14 @@ class Dispatcher:
             if response.status_code != 200:
                 detail = (await response.aread()).decode(errors="replace")[:500]
                 raise RejectedError(f"HTTP {response.status_code}: {detail}")
-            lines = response.aiter_lines()
-            await self._await_accepted(lines, accept_by)
-            if on_accepted is not None:
-                on_accepted()
-            return await self._await_finished(lines)
+            # Closed here, on this loop: left to the garbage collector, the half-read line
+            # generator would be finalized later, after the loop stopped, as a pending task.
+            lines_of = cast(AsyncGenerator[str, None], response.aiter_lines())  # an async generator
+            async with contextlib.aclosing(lines_of) as lines:
+                await self._await_accepted(lines, accept_by)
+                if on_accepted is not None:
+                    on_accepted()
+                return await self._await_finished(lines)
         finally:
             await response.aclose()
 

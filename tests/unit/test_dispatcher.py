@@ -12,6 +12,8 @@ import json
 import os
 import queue
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from airflow_knative.protocol import SECRET_HEADER
 from airflow_knative.routing import Router, RoutingTable, ServiceEntry, write_routing_table
 from airflow_knative.settings import ExecutorSettings
 from bench.workloads import DAG_ID, RUN_ID, WorkloadFactory
+from tests.conftest import REPO_ROOT
 from tests.unit.stub_worker import (
     Behaviour,
     StubWorker,
@@ -730,3 +733,17 @@ def test_revoke_stops_dispatching_without_an_outcome(
 
     assert stub.posts == posts, "no more attempts after revoke"
     assert harness.outcomes.empty()
+
+
+def test_a_stopped_dispatcher_leaves_no_pending_stream_readers(tmp_path: Path) -> None:
+    """A scheduler that stops its executor logs no "Task was destroyed but it is pending!" errors.
+
+    Runs the dispatch benchmark (the real Dispatcher, 200 workloads, a stub worker process)
+    in its own interpreter: those errors appear only when the interpreter exits.
+    """
+    command = [sys.executable, "-m", "bench", "--profile", "smoke", "--sections", "dispatch"]
+    command += ["--database", "sqlite", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "failed or wrong runs: 0" in done.stdout + done.stderr
+    assert "Task was destroyed" not in done.stdout + done.stderr
