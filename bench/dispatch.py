@@ -107,6 +107,33 @@ def _drive(
     }
 
 
+class _CpuMeter:
+    """CPU seconds of this process (dispatcher + driver) and of the stub, as shares of the wall time.
+
+    Tells which side limits the rate: a share near 1.0 is one core kept busy (the
+    dispatcher's event loop holds the GIL; the stub is one uvicorn process).
+    """
+
+    def __init__(self, stub_pid: int) -> None:
+        self.client, self.stub = psutil.Process(), psutil.Process(stub_pid)
+        self.start = (self._seconds(self.client), self._seconds(self.stub))
+
+    @staticmethod
+    def _seconds(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return float(times.user + times.system)
+
+    def shares(self, elapsed: float) -> dict[str, float]:
+        client = self._seconds(self.client) - self.start[0]
+        stub = self._seconds(self.stub) - self.start[1]
+        return {
+            "client_s": client,
+            "stub_s": stub,
+            "client_share": client / elapsed,
+            "stub_share": stub / elapsed,
+        }
+
+
 def _log_to_file(log_dir: Path) -> None:
     """Send the executor's per-task lines to a file, as in the scheduler (not to the terminal)."""
     import logging
@@ -123,7 +150,7 @@ def measure(count: int, parallelism: int, log_dir: Path) -> dict[str, Any]:
     port = free_ports()
     url = f"http://127.0.0.1:{port}"
     group = ProcessGroup(log_dir)
-    group.start(
+    stub = group.start(
         "stub-worker",
         [sys.executable, "-m", "bench.stub_worker", "--port", str(port)],
         dict(os.environ),
@@ -153,7 +180,9 @@ def measure(count: int, parallelism: int, log_dir: Path) -> dict[str, Any]:
             rss_before = sampler.process.memory_info().rss
             sampler.start()
             dispatcher.start()
+            cpu = _CpuMeter(stub.process.pid)
             result = _drive(dispatcher, outcomes, items, parallelism, sampler)
+            result["cpu"] = cpu.shares(result["elapsed_s"])
             sampler.done.set()
             sampler.join()
         finally:

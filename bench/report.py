@@ -210,6 +210,16 @@ def _targets(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _cpu_text(cpu: dict[str, float] | None) -> str:
+    """Which side kept a core busy during the dispatch run (1.0 = one whole core)."""
+    if not cpu:
+        return ""
+    return (
+        f"CPU over the run: dispatcher process {cpu['client_share']:.2f} cores, stub worker "
+        f"{cpu['stub_share']:.2f} cores. "
+    )
+
+
 def _routing_section(routing: dict[str, Any] | None) -> list[str]:
     if not routing:
         return []
@@ -373,7 +383,8 @@ def _sections(results: dict[str, Any]) -> list[str]:
             f"**{dispatch['tasks_per_s']:.0f} tasks/s** (parallelism {dispatch['parallelism']}, "
             f"{dispatch['failed']} failed). `submit()` on the scheduler thread: median "
             f"{submit['median'] * 1e6:.0f} us, max {submit['max'] * 1e3:.1f} ms. "
-            f"RSS {dispatch['rss_before_mib']:.0f} -> peak {dispatch['rss_peak_mib']:.0f} MiB; "
+            + _cpu_text(dispatch.get("cpu"))
+            + f"RSS {dispatch['rss_before_mib']:.0f} -> peak {dispatch['rss_peak_mib']:.0f} MiB; "
             "per 1,000 tasks: " + ", ".join(f"{c['rss_mib']:.0f}" for c in dispatch["checkpoints"]) + " MiB.",
             "",
         ]

@@ -54,6 +54,7 @@ def test_harness_runs_both_systems_and_writes_results(tmp_path: Path) -> None:
     assert {row["task_id"] for row in knative_rows} == {"extract", "compute_sum", "compute_count", "do_avg"}
     assert all("dispatched_at" in row and "reported_at" in row for row in knative_rows)
     assert results["dispatch"]["completed"] == results["dispatch"]["workloads"]
+    assert results["dispatch"]["cpu"]["client_s"] > 0  # which side limits the dispatch rate
     _check_scale_to_zero_and_prewarm(results["coldstart"])
     routing = results["routing"]  # the real generator and helm, on 5 DAGs x 10 tasks
     assert set(routing["modes"]) == {"knative", "deployment"}
