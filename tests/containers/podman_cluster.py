@@ -116,27 +116,18 @@ class PodmanCluster:
     def create(self) -> None:
         """The internal network and the helper ("node") container used for probes and calls."""
         self.podman("network", "create", "--internal", *self._labels(), self.network)
+        self._run_helper(self.container_name("node"), ["python", "-c", "import time; time.sleep(10**6)"])
+
+    def _run_helper(self, name: str, command: list[str], *extra: str) -> None:
+        """A container of the test itself (node, Service forwarder): the app image, locked down."""
         self.podman(
-            "run",
-            "-d",
-            "--name",
-            self.container_name("node"),
-            "--network",
-            self.network,
-            "--pull",
-            "never",
-            *self._labels(),
-            *self.podman.limits,
-            "--read-only",
-            "--cap-drop=ALL",
-            "--security-opt",
-            "no-new-privileges",
-            "--mount",
-            f"type=bind,source={HERE},destination=/boot-test,ro",
-            "--entrypoint",
-            '["python", "-c", "import time; time.sleep(10**6)"]',
+            "run", "-d", "--name", name, "--network", self.network, "--pull", "never",
+            *self._labels(), *self.podman.limits, *extra,
+            "--read-only", "--cap-drop=ALL", "--security-opt", "no-new-privileges",
+            "--mount", f"type=bind,source={HERE},destination=/boot-test,ro",
+            "--entrypoint", json.dumps(command),
             self.helper_image,
-        )
+        )  # fmt: skip
 
     def delete(self) -> None:
         """Remove every container, volume and the network of this run (best effort, bounded)."""
@@ -366,31 +357,13 @@ class PodmanCluster:
         self.podman("rm", "-f", "-t", "0", name, check=False)
         aliases = [a for dns in service.dns_names for a in ("--network-alias", dns)]
         ports = [f"{port}:{service.backend_alias}:{target}" for port, target in service.ports]
-        self.podman(
-            "run",
-            "-d",
-            "--name",
+        self._run_helper(
             name,
-            "--network",
-            self.network,
+            ["python", "/boot-test/service_proxy.py", *ports],
             *aliases,
-            "--pull",
-            "never",
-            *self._labels(),
-            *self.podman.limits,
             # Binds the Service port (e.g. 80) without root or capabilities.
-            "--sysctl",
-            "net.ipv4.ip_unprivileged_port_start=0",
-            "--read-only",
-            "--cap-drop=ALL",
-            "--security-opt",
-            "no-new-privileges",
-            "--mount",
-            f"type=bind,source={HERE},destination=/boot-test,ro",
-            "--entrypoint",
-            json.dumps(["python", "/boot-test/service_proxy.py", *ports]),
-            self.helper_image,
-        )
+            "--sysctl", "net.ipv4.ip_unprivileged_port_start=0",
+        )  # fmt: skip
 
     # waiting ----------------------------------------------------------------------------
 

@@ -139,15 +139,6 @@ class Harness:
 
 
 @pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(tmp_path)
-    try:
-        yield h
-    finally:
-        h.close()
-
-
-@pytest.fixture
 def refused_socket() -> Iterator[socket.socket]:
     """A socket bound to an ephemeral port of 127.0.0.1 but not listening: connections are refused."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

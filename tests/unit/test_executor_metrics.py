@@ -10,7 +10,6 @@ stream that breaks after ``accepted``, refusals, adoption, a team tag.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -47,15 +46,6 @@ def statsd(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatsdListener]:
     finally:
         stats.initialize(factory=NoStatsLogger, export_legacy_names=False)
         listener.close()
-
-
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(tmp_path)
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def test_retries_are_counted_by_cause_and_dispatch_latency_is_timed(
