@@ -16,7 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from airflow_knative.protocol import STREAM_MEDIA_TYPE
 from bench.workloads import WorkloadFactory
 from tests.unit.stub_worker import Behaviour, StubWorker, accept_then_break, run
-from tests.unit.test_dispatcher import Harness, harness  # noqa: F401  # the shared dispatcher harness
+from tests.unit.test_dispatcher import Harness
 
 
 def headers_then_break() -> Behaviour:
@@ -33,7 +33,7 @@ def headers_then_break() -> Behaviour:
 
 
 def test_break_before_accepted_is_resent_and_logged_as_before(
-    harness: Harness,  # noqa: F811
+    harness: Harness,
     make_workload: WorkloadFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -49,7 +49,7 @@ def test_break_before_accepted_is_resent_and_logged_as_before(
 
 
 def test_break_after_accepted_is_logged_as_after(
-    harness: Harness,  # noqa: F811
+    harness: Harness,
     make_workload: WorkloadFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
