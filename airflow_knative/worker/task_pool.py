@@ -86,10 +86,12 @@ def _pool_process_main(conn: Connection, server_pid: int, target: Target) -> Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.register_at_fork(after_in_child=_in_forked_child_of_pool_process)
     from airflow_knative.worker import dag_cache
+    from airflow_knative.worker.api_transport import execution_api_transport
     from airflow_knative.worker.exit_detection import install_fast_exit_detection
 
     install_fast_exit_detection()
     dag_cache.install()  # task processes forked from here reuse this process's parsed DAG files
+    execution_api_transport()  # its TLS context is built now, not while a task waits
     while True:
         try:
             job = conn.recv()
@@ -130,11 +132,11 @@ def run_task(request: DispatchRequest, server: str, received_at: float) -> dict[
     Everything the executor needs back (state, exit code, return value, timings) is
     collected by the XCom relay on the way.
     """
-    import httpx
     from airflow.sdk.api.client import Client
     from airflow.sdk.execution_time.supervisor import supervise_task
 
     from airflow_knative.worker import dag_cache
+    from airflow_knative.worker.api_transport import execution_api_transport
     from airflow_knative.worker.workloads import parse_execute_task
     from airflow_knative.worker.xcom_relay import XComRelayTransport
 
@@ -143,7 +145,7 @@ def run_task(request: DispatchRequest, server: str, received_at: float) -> dict[
     # Parse the DAG file here, once per file version, instead of in every forked task process.
     dag_cache.preload(workload.bundle_info.name, workload.bundle_info.version, workload.dag_rel_path)
     relay = XComRelayTransport(
-        inner=httpx.HTTPTransport(retries=0),
+        inner=execution_api_transport(),
         dag_id=ti.dag_id,
         run_id=ti.run_id,
         task_id=ti.task_id,
@@ -309,7 +311,10 @@ class TaskPool:
     async def _acquire(self) -> _Member:
         while True:
             while self._idle:
-                member = self._idle.popleft()
+                # The most recently used process first: it holds the parsed DAG files
+                # (dag_cache) and a warm connection; a queue would spread tasks over every
+                # process and make each one parse each DAG file again.
+                member = self._idle.pop()
                 if not member.exited.done():
                     member.busy = True
                     return member

@@ -62,8 +62,7 @@ class XComRelayTransport(httpx.BaseTransport):
         return response
 
     def close(self) -> None:
-        """Close the wrapped transport."""
-        self.inner.close()
+        """Leave ``inner`` open: it is the pool process's shared transport (``api_transport``)."""
 
     def _xcom_target(self, request: httpx.Request) -> tuple[str, str] | None:
         """Return ``(task_id, key)`` when the request addresses an XCom of this run."""

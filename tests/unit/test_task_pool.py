@@ -61,6 +61,18 @@ async def pool() -> Any:
     await tasks.shutdown(timeout=5.0)
 
 
+async def test_one_task_at_a_time_stays_in_the_process_that_ran_the_last() -> None:
+    """Sequential tasks reuse the warm process (its parsed DAG files), not the next idle one."""
+    tasks = TaskPool(4, target=toy_target, name="unit")
+    tasks.start()
+    try:
+        served = [(await tasks.run(b"pid", "http://api", 0.0))["pid"] for _ in range(6)]
+    finally:
+        await tasks.shutdown(timeout=5.0)
+
+    assert len(set(served)) == 1
+
+
 async def test_runs_workloads_in_its_pool_processes(pool: TaskPool) -> None:
     pids = set(pool.status().pids)
 

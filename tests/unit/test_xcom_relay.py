@@ -247,7 +247,8 @@ def test_patch_run_records_when_the_task_started(relay_client: Any, api: FakeApi
     assert relay.record.state is None  # starting is not a final state
 
 
-def test_close_closes_the_inner_transport() -> None:
+def test_close_leaves_the_shared_inner_transport_open() -> None:
+    """The pool process's transport outlives each task's client (worker/api_transport.py)."""
     closed: list[bool] = []
 
     class Inner(httpx.MockTransport):
@@ -262,6 +263,7 @@ def test_close_closes_the_inner_transport() -> None:
         map_index=-1,
         inline={},
     )
-    relay.close()
+    with httpx.Client(transport=relay, base_url="http://api.invalid/") as client:
+        client.get("health")
 
-    assert closed == [True]
+    assert closed == []
