@@ -91,7 +91,10 @@ def _pool_process_main(conn: Connection, server_pid: int, target: Target) -> Non
 
     install_fast_exit_detection()
     dag_cache.install()  # task processes forked from here reuse this process's parsed DAG files
-    execution_api_transport()  # its TLS context is built now, not while a task waits
+    try:
+        execution_api_transport()  # its TLS context is built now, not while a task waits
+    except Exception:  # bad [api] TLS settings: each task reports it, the process must not crash-loop
+        log.warning("cannot build the Execution API transport yet; tasks will report why", exc_info=True)
     while True:
         try:
             job = conn.recv()
