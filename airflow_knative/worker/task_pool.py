@@ -88,8 +88,10 @@ def _pool_process_main(conn: Connection, server_pid: int, target: Target) -> Non
     from airflow_knative.worker import dag_cache
     from airflow_knative.worker.api_transport import execution_api_transport
     from airflow_knative.worker.exit_detection import install_fast_exit_detection
+    from airflow_knative.worker.start_heartbeat import install_start_counts_as_heartbeat
 
     install_fast_exit_detection()
+    install_start_counts_as_heartbeat()
     dag_cache.install()  # task processes forked from here reuse this process's parsed DAG files
     try:
         execution_api_transport()  # its TLS context is built now, not while a task waits
