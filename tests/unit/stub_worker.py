@@ -42,6 +42,7 @@ class Received:
     at: float  # time.monotonic() on arrival
     body: dict[str, Any]
     headers: dict[str, str]
+    client_port: int  # the executor's side of the TCP connection: one port per connection
 
 
 class StubWorker:
@@ -111,7 +112,8 @@ class StubWorker:
         body = json.loads(await request.body())
         with self._lock:
             attempt = len(self.received)
-            self.received.append(Received(arrived, body, dict(request.headers)))
+            port = request.client.port if request.client else 0
+            self.received.append(Received(arrived, body, dict(request.headers), port))
         return await self.script[min(attempt, len(self.script) - 1)](self)
 
 
