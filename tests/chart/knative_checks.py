@@ -58,7 +58,13 @@ def _close(schema: Any) -> Any:
 @cache
 def knative_validator(schemas_dir: Path) -> jsonschema.protocols.Validator:
     """Return a strict validator built from the Knative Service CRD in ``../shared/schemas``."""
-    (crd_file,) = sorted(schemas_dir.glob("knative-serving-*-services.crd.yaml"))
+    found = sorted(schemas_dir.glob("knative-serving-*-services.crd.yaml"))
+    if len(found) != 1:
+        raise FileNotFoundError(
+            f"expected one knative-serving-*-services.crd.yaml in {schemas_dir}, found {len(found)}: "
+            "the tests read the Knative Service CRD from ../shared/schemas next to the checkout"
+        )
+    crd_file = found[0]
     crd = yaml.safe_load(crd_file.read_text())
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
     schema = _close(version["schema"]["openAPIV3Schema"])
