@@ -10,6 +10,9 @@ benchmarks measure) cold starts the way a cluster does:
   routing table's ``url_template``);
 - the first request for a service with no worker starts ``airflow-knative worker``
   for it and is held until the worker's readiness path answers 200;
+- at most ``max_starting`` workers start at once (one per CPU by default), and a
+  start a task waits for goes before starts only a pre-warm asked for
+  (:mod:`airflow_knative.local.start_queue`);
 - a worker that has served nothing for ``idle_timeout`` seconds is stopped
   (SIGTERM: it drains, like a pod being scaled down);
 - ``GET /activator/status`` says which workers run and what each cold start cost;
@@ -44,6 +47,7 @@ from starlette.routing import Route
 
 from airflow_knative.events import log_event
 from airflow_knative.local.processes import Component, ProcessGroup, worker_command
+from airflow_knative.local.start_queue import StartQueue
 from airflow_knative.naming import InvalidServiceNameError, validate_service_name
 from airflow_knative.protocol import READINESS_PATH
 
@@ -68,6 +72,12 @@ class ActivatorSettings:
     worker_concurrency: int = 4
     start_timeout: float = 180.0
     host: str = "127.0.0.1"
+    #: Workers starting at once; 0: one per CPU (see start_queue).
+    max_starting: int = 0
+
+    def starting_limit(self) -> int:
+        """``max_starting``, or the CPU count when it is 0."""
+        return self.max_starting or os.cpu_count() or 1
 
 
 @dataclass
@@ -75,12 +85,14 @@ class Revision:
     """One running (or starting) worker process for one service: a pod, in Knative's terms."""
 
     service: str
-    port: int
-    component: Component
-    started_at: float
+    requested_at: float
+    woken_by: str = ""
+    #: None while the start waits its turn in the :class:`StartQueue`.
+    component: Component | None = None
+    port: int = 0
+    started_at: float | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     ready_at: float | None = None
-    woken_by: str = ""
     in_flight: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
@@ -88,6 +100,11 @@ class Revision:
     def url(self) -> str:
         """Where the worker listens."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def exited(self) -> bool:
+        """The worker process was started and has ended."""
+        return self.component is not None and self.component.process.poll() is not None
 
 
 class Activator:
@@ -98,6 +115,7 @@ class Activator:
         self.processes = ProcessGroup(settings.log_dir)
         self.revisions: dict[str, Revision] = {}
         self.cold_starts: list[dict[str, object]] = []
+        self.start_queue = StartQueue(settings.starting_limit())
         self._client: httpx.AsyncClient | None = None
 
     async def open(self) -> None:
@@ -112,13 +130,18 @@ class Activator:
 
     # -- lifecycle of one service's worker -------------------------------------------------
 
-    async def activate(self, service: str, woken_by: str) -> Revision:
-        """Return the service's ready worker, starting one (and waiting for it) if there is none."""
+    async def activate(self, service: str, woken_by: str, urgent: bool = True) -> Revision:
+        """Return the service's ready worker, starting one (and waiting for it) if there is none.
+
+        ``urgent`` is False for a pre-warm: its start may wait behind starts a task waits for.
+        """
         revision = self.revisions.get(service)
-        if revision is None or revision.component.process.poll() is not None:
-            revision = self._start(service, woken_by)
+        if revision is None or revision.exited:
+            revision = Revision(service, time.time(), woken_by=woken_by)
             self.revisions[service] = revision
-            asyncio.get_running_loop().create_task(self._await_ready(revision))
+            asyncio.get_running_loop().create_task(self._launch(revision, urgent))
+        elif urgent and revision.component is None:
+            self.start_queue.make_urgent(service)
         revision.in_flight += 1  # counted while held too: the reaper must not stop a starting worker
         try:
             async with asyncio.timeout(self.settings.start_timeout):
@@ -126,9 +149,11 @@ class Activator:
         except BaseException:
             revision.in_flight -= 1
             raise
-        if revision.component.process.poll() is not None:
+        if revision.component is None or revision.exited:
             revision.in_flight -= 1
-            raise RuntimeError(f"worker for {service} exited; see {revision.component.log_path}")
+            log_dir = self.settings.log_dir
+            where = revision.component.log_path if revision.component else log_dir / "activator.log"
+            raise RuntimeError(f"worker for {service} did not start or exited; see {where}")
         return revision
 
     def release(self, revision: Revision) -> None:
@@ -136,26 +161,49 @@ class Activator:
         revision.in_flight -= 1
         revision.last_used = time.monotonic()
 
-    def _start(self, service: str, woken_by: str) -> Revision:
-        """Start ``airflow-knative worker`` for ``service`` (from the loop's thread: see PDEATHSIG)."""
+    async def _launch(self, revision: Revision, urgent: bool) -> None:
+        """Wait for a start slot, start the worker, hold the slot until it is ready or gone."""
+        try:
+            await self.start_queue.acquire(revision.service, urgent)
+        except BaseException:
+            revision.ready.set()  # waiters see no process and answer 503
+            raise
+        try:
+            self._start(revision)
+            await self._await_ready(revision)
+        except Exception:
+            log.exception("cannot start a worker for %s", revision.service)
+        finally:
+            self.start_queue.release()
+            revision.ready.set()  # also on failure: waiters see the dead process and answer 503
+
+    def _start(self, revision: Revision) -> None:
+        """Start ``airflow-knative worker`` for the service (on the loop's thread: see PDEATHSIG)."""
         settings = self.settings
-        port = _free_port(settings.host)
+        revision.port = _free_port(settings.host)
         command = worker_command(
-            port=port,
-            name=service,
+            port=revision.port,
+            name=revision.service,
             secret_file=settings.secret_file,
             concurrency=settings.worker_concurrency,
             host=settings.host,
         )
-        component = self.processes.start(f"worker-{service}", command, dict(os.environ))
-        log_event(log, "activator_starting", service=service, port=port, woken_by=woken_by)
-        return Revision(service, port, component, time.time(), woken_by=woken_by)
+        revision.component = self.processes.start(f"worker-{revision.service}", command, dict(os.environ))
+        revision.started_at = time.time()
+        log_event(
+            log,
+            "activator_starting",
+            service=revision.service,
+            port=revision.port,
+            woken_by=revision.woken_by,
+            queued_s=revision.started_at - revision.requested_at,
+        )
 
     async def _await_ready(self, revision: Revision) -> None:
         """Poll the new worker's readiness path, as Knative's queue-proxy probes a new pod."""
-        assert self._client is not None
+        assert self._client is not None and revision.started_at is not None
         deadline = time.monotonic() + self.settings.start_timeout
-        while time.monotonic() < deadline and revision.component.process.poll() is None:
+        while time.monotonic() < deadline and not revision.exited:
             with contextlib.suppress(httpx.TransportError):
                 answer = await self._client.get(revision.url + READINESS_PATH, timeout=2.0)
                 if answer.status_code == 200:
@@ -164,13 +212,13 @@ class Activator:
                         "service": revision.service,
                         "woken_by": revision.woken_by,
                         "start_s": revision.ready_at - revision.started_at,
+                        "queued_s": revision.started_at - revision.requested_at,
                         "started_at": revision.started_at,
                     }
                     self.cold_starts.append(cold)
                     log_event(log, "activator_ready", **cold)
                     break
             await asyncio.sleep(0.05)
-        revision.ready.set()  # also on failure: waiters see the dead process and answer 502
 
     async def reap(self) -> None:
         """Stop workers idle for ``idle_timeout``: Knative's scale to zero."""
@@ -183,12 +231,14 @@ class Activator:
         now = time.monotonic()
         stopped = []
         for service, revision in list(self.revisions.items()):
-            running = revision.component.process.poll() is None
+            running = not revision.exited
             if running and (revision.in_flight or not revision.ready.is_set()):
                 continue
             if running and now - revision.last_used < idle_for:
                 continue
             del self.revisions[service]
+            if revision.component is None:  # cannot happen: a queued start is not ready
+                continue
             _terminate(revision.component)
             asyncio.get_running_loop().create_task(self._reap(revision.component))
             stopped.append(service)
@@ -215,8 +265,9 @@ class Activator:
         except InvalidServiceNameError as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
         path = "/" + request.path_params["path"]
+        prewarm = request.method in ("GET", "HEAD") and path == READINESS_PATH
         try:
-            revision = await self.activate(service, woken_by=f"{request.method} {path}")
+            revision = await self.activate(service, woken_by=f"{request.method} {path}", urgent=not prewarm)
         except (TimeoutError, RuntimeError) as exc:
             # 503 before the worker saw anything: the executor may safely retry.
             return JSONResponse({"error": f"{service}: {exc}"}, status_code=503, headers={"Retry-After": "1"})
@@ -249,7 +300,7 @@ class Activator:
                 "running": {
                     name: {
                         "port": r.port,
-                        "pid": r.component.process.pid,
+                        "pid": r.component.process.pid if r.component else None,
                         "ready": r.ready.is_set(),
                         "in_flight": r.in_flight,
                         "idle_s": now - r.last_used,
@@ -258,6 +309,9 @@ class Activator:
                     for name, r in self.revisions.items()
                 },
                 "cold_starts": self.cold_starts,
+                "starting": self.start_queue.starting,
+                "waiting_to_start": self.start_queue.waiting,
+                "max_starting": self.start_queue.limit,
                 "idle_timeout": self.settings.idle_timeout,
             }
         )
@@ -316,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, required=True)
     parser.add_argument("--idle-timeout", type=float, default=30.0)
     parser.add_argument("--worker-concurrency", type=int, default=4)
+    parser.add_argument("--max-starting", type=int, default=0, help="workers starting at once; 0: CPU count")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request is noise
@@ -326,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             idle_timeout=args.idle_timeout,
             worker_concurrency=args.worker_concurrency,
             host=args.host,
+            max_starting=args.max_starting,
         )
     )
     uvicorn.run(create_app(activator), host=args.host, port=args.port, log_level="warning")

@@ -102,6 +102,13 @@ class StackConfig:
         "With --scale-to-zero: seconds idle before a stop.",
         default=30.0,
     )
+    max_starting: int = option(
+        "--max-starting",
+        "AIRFLOW_KNATIVE_DEV_MAX_STARTING",
+        "With --scale-to-zero: workers starting at once, task starts before pre-warm ones "
+        "(a cluster starts pods on their own CPUs; one machine shares its cores); 0: one per CPU.",
+        default=0,
+    )
     activator_port: int = option(
         "--activator-port",
         "AIRFLOW_KNATIVE_DEV_ACTIVATOR_PORT",

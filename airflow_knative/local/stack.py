@@ -237,6 +237,8 @@ class LocalStack:
                 str(config.idle_timeout),
                 "--worker-concurrency",
                 str(config.worker_concurrency),
+                "--max-starting",
+                str(config.max_starting),
             ),
             worker_env,
             f"{config.activator_url}/healthz",
