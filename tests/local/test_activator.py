@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -86,7 +87,7 @@ def test_one_start_at_a_time_and_the_task_request_goes_before_queued_prewarms(ac
     # svc-a started at once; svc-c (a task waits) overtook svc-b (only a pre-warm waits)
     assert [s["service"] for s in starts] == ["svc-a", "svc-c", "svc-b"]
     assert [s["woken_by"] for s in starts] == ["GET /readyz", "GET /healthz", "GET /readyz"]
-    for earlier, later in zip(starts, starts[1:], strict=False):
+    for earlier, later in itertools.pairwise(starts):
         assert later["started_at"] >= earlier["started_at"] + earlier["start_s"], starts  # never two at once
     assert starts[2]["queued_s"] > starts[1]["queued_s"] > 0
     assert status["max_starting"] == 1 and status["waiting_to_start"] == [] and status["starting"] == 0
