@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from airflow_knative.events import log_event
-from airflow_knative.protocol import READINESS_PATH
+from airflow_knative.protocol import PREWARM_DISTANCE_HEADER, READINESS_PATH
 from airflow_knative.routing import Router, RoutingError, RoutingFileError
 from airflow_knative.task_config import InvalidTaskConfigError
 
@@ -69,18 +69,19 @@ def load_dag_shape(dag_version_id: str) -> DagShape:
     }
 
 
-def tasks_below(shape: DagShape, task_id: str) -> list[str]:
-    """Every task downstream of ``task_id``, nearest first (breadth first, each once)."""
+def tasks_below(shape: DagShape, task_id: str) -> list[tuple[str, int]]:
+    """Every task downstream of ``task_id`` with its distance (1 = direct), nearest first, each once."""
     seen = {task_id}
-    order: list[str] = []
-    queue = deque(sorted(shape.get(task_id, TaskShape(frozenset(), None)).downstream))
+    order: list[tuple[str, int]] = []
+    queue = deque((below, 1) for below in sorted(shape.get(task_id, TaskShape(frozenset(), None)).downstream))
     while queue:
-        current = queue.popleft()
+        current, distance = queue.popleft()
         if current in seen:
             continue
         seen.add(current)
-        order.append(current)
-        queue.extend(sorted(shape.get(current, TaskShape(frozenset(), None)).downstream - seen))
+        order.append((current, distance))
+        following = shape.get(current, TaskShape(frozenset(), None)).downstream - seen
+        queue.extend((below, distance + 1) for below in sorted(following))
     return order
 
 
@@ -149,38 +150,46 @@ class Prewarmer:
             if len(self._shapes) >= 256:
                 self._shapes.pop(next(iter(self._shapes)))
             self._shapes[dag_version_id] = shape
-        for url in self._urls_below(dag_id, shape, task_id):
+        for url, distance in self._urls_below(dag_id, shape, task_id).items():
             now = time.monotonic()
             if now - self._woken.get(url, -1e9) < self.rewake_after:
                 continue
             self._woken[url] = now
-            self._spawn_wake(url, dag_id, task_id)
+            self._spawn_wake(url, distance, dag_id, task_id)
 
-    def _urls_below(self, dag_id: str, shape: DagShape, task_id: str) -> list[str]:
-        """The distinct service URLs of the tasks below, nearest first, at most ``max_services``."""
-        urls: list[str] = []
-        for below in tasks_below(shape, task_id):
+    def _urls_below(self, dag_id: str, shape: DagShape, task_id: str) -> dict[str, int]:
+        """The distinct service URLs of the tasks below, each with its distance, nearest first.
+
+        At most ``max_services`` of them.
+        """
+        urls: dict[str, int] = {}
+        for below, distance in tasks_below(shape, task_id):
             if len(urls) >= self.max_services:
                 break
             try:
                 url = self.router.url_for(dag_id, below, shape[below].executor_config)
             except (RoutingError, RoutingFileError, InvalidTaskConfigError):
                 continue  # the dispatch of that task reports the problem itself
-            if url not in urls:
-                urls.append(url)
+            urls.setdefault(url, distance)
         return urls
 
-    def _spawn_wake(self, url: str, dag_id: str, task_id: str) -> None:
-        task = self._loop.create_task(self._wake(url, dag_id, task_id))
+    def _spawn_wake(self, url: str, distance: int, dag_id: str, task_id: str) -> None:
+        task = self._loop.create_task(self._wake(url, distance, dag_id, task_id))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _wake(self, url: str, dag_id: str, task_id: str) -> None:
-        """One readiness GET; held by Knative's activator until a pod is ready. The answer is ignored."""
+    async def _wake(self, url: str, distance: int, dag_id: str, task_id: str) -> None:
+        """One readiness GET; held by Knative's activator until a pod is ready. The answer is ignored.
+
+        The wake-ups of one dispatch go out concurrently and may arrive in any order, so each
+        says how far below the dispatched task its service is: where starts are rationed (the
+        local activator) the nearest starts first.
+        """
         assert self._client is not None
         sent_at = time.time()
+        headers = {PREWARM_DISTANCE_HEADER: str(distance)}
         try:
-            answer = await self._client.get(url.rstrip("/") + READINESS_PATH)
+            answer = await self._client.get(url.rstrip("/") + READINESS_PATH, headers=headers)
             status: int | str = answer.status_code
         except httpx.HTTPError as exc:
             status = type(exc).__name__
@@ -190,6 +199,7 @@ class Prewarmer:
             dag_id=dag_id,
             after_task=task_id,
             service_url=url,
+            distance=distance,
             status=status,
             sent_at=sent_at,
             answered_at=time.time(),

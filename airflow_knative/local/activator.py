@@ -47,9 +47,9 @@ from starlette.routing import Route
 
 from airflow_knative.events import log_event
 from airflow_knative.local.processes import Component, ProcessGroup, worker_command
-from airflow_knative.local.start_queue import StartQueue
+from airflow_knative.local.start_queue import TASK_WAITS, UNKNOWN_DISTANCE, StartQueue
 from airflow_knative.naming import InvalidServiceNameError, validate_service_name
-from airflow_knative.protocol import READINESS_PATH
+from airflow_knative.protocol import PREWARM_DISTANCE_HEADER, READINESS_PATH
 
 log = logging.getLogger("airflow_knative.activator")
 
@@ -130,18 +130,19 @@ class Activator:
 
     # -- lifecycle of one service's worker -------------------------------------------------
 
-    async def activate(self, service: str, woken_by: str, urgent: bool = True) -> Revision:
+    async def activate(self, service: str, woken_by: str, priority: int = TASK_WAITS) -> Revision:
         """Return the service's ready worker, starting one (and waiting for it) if there is none.
 
-        ``urgent`` is False for a pre-warm: its start may wait behind starts a task waits for.
+        ``priority`` is the pre-warm distance for a pre-warm (see :mod:`start_queue`): its
+        start may wait behind starts a task waits for and behind nearer pre-warms.
         """
         revision = self.revisions.get(service)
         if revision is None or revision.exited:
             revision = Revision(service, time.time(), woken_by=woken_by)
             self.revisions[service] = revision
-            asyncio.get_running_loop().create_task(self._launch(revision, urgent))
-        elif urgent and revision.component is None:
-            self.start_queue.make_urgent(service)
+            asyncio.get_running_loop().create_task(self._launch(revision, priority))
+        elif revision.component is None:
+            self.start_queue.promote(service, priority)
         revision.in_flight += 1  # counted while held too: the reaper must not stop a starting worker
         try:
             async with asyncio.timeout(self.settings.start_timeout):
@@ -161,10 +162,10 @@ class Activator:
         revision.in_flight -= 1
         revision.last_used = time.monotonic()
 
-    async def _launch(self, revision: Revision, urgent: bool) -> None:
+    async def _launch(self, revision: Revision, priority: int) -> None:
         """Wait for a start slot, start the worker, hold the slot until it is ready or gone."""
         try:
-            await self.start_queue.acquire(revision.service, urgent)
+            await self.start_queue.acquire(revision.service, priority)
         except BaseException:
             revision.ready.set()  # waiters see no process and answer 503
             raise
@@ -265,9 +266,10 @@ class Activator:
         except InvalidServiceNameError as exc:
             return JSONResponse({"error": str(exc)}, status_code=404)
         path = "/" + request.path_params["path"]
-        prewarm = request.method in ("GET", "HEAD") and path == READINESS_PATH
         try:
-            revision = await self.activate(service, woken_by=f"{request.method} {path}", urgent=not prewarm)
+            revision = await self.activate(
+                service, woken_by=f"{request.method} {path}", priority=_start_priority(request, path)
+            )
         except (TimeoutError, RuntimeError) as exc:
             # 503 before the worker saw anything: the executor may safely retry.
             return JSONResponse({"error": f"{service}: {exc}"}, status_code=503, headers={"Retry-After": "1"})
@@ -319,6 +321,20 @@ class Activator:
     async def scale_to_zero(self, request: Request) -> Response:
         """``POST /activator/scale-to-zero``: stop every idle worker now."""
         return JSONResponse({"stopped": self.scale_down(0.0)})
+
+
+def _start_priority(request: Request, path: str) -> int:
+    """0 (a task waits) unless the request is a pre-warm: then its distance, nearest first.
+
+    A readiness GET without a (valid) distance header is a pre-warm of unknown distance and
+    goes after those that say theirs.
+    """
+    if request.method not in ("GET", "HEAD") or path != READINESS_PATH:
+        return TASK_WAITS
+    try:
+        return max(1, int(request.headers.get(PREWARM_DISTANCE_HEADER, "")))
+    except ValueError:
+        return UNKNOWN_DISTANCE
 
 
 def _free_port(host: str) -> int:

@@ -4,9 +4,11 @@ On a cluster every new pod gets the CPU its node reserves for it, so eight servi
 woken together start in about the time one takes. On one machine eight interpreters
 importing Airflow at once share its cores: each start takes eight times as long,
 including the one a task is waiting for right now. The activator therefore starts at
-most ``limit`` workers at a time (by default one per CPU) and lets a start wanted by a
-task overtake starts wanted only by a pre-warm, so pre-warming downstream services
-never delays the service the DAG needs first.
+most ``limit`` workers at a time (by default one per CPU) and starts them in the order
+the DAG needs them: a start a task waits for (priority 0) before any pre-warm, and a
+pre-warm of a direct downstream (priority 1) before one two tasks further down. So
+pre-warming downstream services never delays the service the DAG needs first, and the
+services needed next are ready next.
 """
 
 from __future__ import annotations
@@ -15,21 +17,26 @@ import asyncio
 import itertools
 from dataclasses import dataclass, field
 
+#: Priority of a start a task's request waits for: before every pre-warm.
+TASK_WAITS = 0
+#: Priority of a pre-warm that did not say its distance: after those that did.
+UNKNOWN_DISTANCE = 1_000
+
 
 @dataclass
 class _Waiter:
     key: str
-    urgent: bool
+    priority: int
     order: int
     granted: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
-    def rank(self) -> tuple[bool, int]:
-        """Urgent (a task waits) before pre-warm, then first come first served."""
-        return (not self.urgent, self.order)
+    def rank(self) -> tuple[int, int]:
+        """Lowest priority number first (0: a task waits), then first come first served."""
+        return (self.priority, self.order)
 
 
 class StartQueue:
-    """At most ``limit`` starts in progress; the others wait, urgent ones first.
+    """At most ``limit`` starts in progress; the others wait, lowest priority number first.
 
     Used from one event loop only (the activator's), so it needs no lock.
     """
@@ -47,12 +54,16 @@ class StartQueue:
         """Keys of the starts not yet allowed, in the order they will be."""
         return [w.key for w in sorted(self._waiting, key=_Waiter.rank)]
 
-    async def acquire(self, key: str, urgent: bool) -> None:
-        """Wait until ``key`` may start; pair every return with one :meth:`release`."""
+    async def acquire(self, key: str, priority: int) -> None:
+        """Wait until ``key`` may start; pair every return with one :meth:`release`.
+
+        ``priority``: 0 when a task waits for the start, else how many tasks ahead of the
+        dispatched one the pre-warmed service's task is.
+        """
         if self.starting < self.limit and not self._waiting:
             self.starting += 1
             return
-        waiter = _Waiter(key, urgent, next(self._order))
+        waiter = _Waiter(key, priority, next(self._order))
         self._waiting.append(waiter)
         try:
             await waiter.granted
@@ -63,11 +74,11 @@ class StartQueue:
                 self.release()  # granted just before the cancellation: pass the slot on
             raise
 
-    def make_urgent(self, key: str) -> None:
-        """A task now waits for ``key``, which so far only a pre-warm wanted: move it ahead."""
+    def promote(self, key: str, priority: int) -> None:
+        """``key`` is now wanted sooner (a task waits for it, or a nearer pre-warm): move it ahead."""
         for waiter in self._waiting:
             if waiter.key == key:
-                waiter.urgent = True
+                waiter.priority = min(waiter.priority, priority)
 
     def release(self) -> None:
         """A start finished (ready or failed): let the next one begin."""

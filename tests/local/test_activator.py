@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from airflow_knative.protocol import PREWARM_DISTANCE_HEADER, READINESS_PATH
 from tests.conftest import free_port
 
 
@@ -68,26 +69,34 @@ def activator(tmp_path: Path) -> Iterator[str]:
 
 
 async def _requests(url: str) -> list[int]:
-    """Pre-warm two services, then make a request a task would make to a third, all cold."""
+    """Pre-warm three services (the later a nearer one), then make a task's request to a fourth."""
     async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-        first = asyncio.create_task(client.get("/services/svc-a/readyz"))
+
+        async def prewarm(service: str, distance: int) -> httpx.Response:
+            headers = {PREWARM_DISTANCE_HEADER: str(distance)}
+            return await client.get(f"/services/{service}{READINESS_PATH}", headers=headers)
+
+        requests = [asyncio.create_task(prewarm("svc-a", 1))]
         await asyncio.sleep(0.5)
-        second = asyncio.create_task(client.get("/services/svc-b/readyz"))
-        await asyncio.sleep(0.5)
-        urgent = asyncio.create_task(client.get("/services/svc-c/healthz"))
-        answers = await asyncio.gather(first, second, urgent)
+        requests.append(asyncio.create_task(prewarm("svc-b", 3)))
+        await asyncio.sleep(0.2)
+        requests.append(asyncio.create_task(prewarm("svc-d", 1)))
+        await asyncio.sleep(0.3)
+        requests.append(asyncio.create_task(client.get("/services/svc-c/healthz")))
+        answers = await asyncio.gather(*requests)
         return [a.status_code for a in answers]
 
 
-def test_one_start_at_a_time_and_the_task_request_goes_before_queued_prewarms(activator: str) -> None:
-    assert asyncio.run(_requests(activator)) == [200, 200, 200]
+def test_one_start_at_a_time_task_requests_first_then_the_nearest_prewarms(activator: str) -> None:
+    assert asyncio.run(_requests(activator)) == [200, 200, 200, 200]
 
     status = httpx.get(activator + "/activator/status", timeout=10).json()
     starts = sorted(status["cold_starts"], key=lambda s: s["started_at"])
-    # svc-a started at once; svc-c (a task waits) overtook svc-b (only a pre-warm waits)
-    assert [s["service"] for s in starts] == ["svc-a", "svc-c", "svc-b"]
-    assert [s["woken_by"] for s in starts] == ["GET /readyz", "GET /healthz", "GET /readyz"]
+    # svc-a started at once; svc-c (a task waits) overtook the queued pre-warms, and svc-d
+    # (a direct downstream) overtook svc-b (three tasks down) although it came later
+    assert [s["service"] for s in starts] == ["svc-a", "svc-c", "svc-d", "svc-b"]
+    assert [s["woken_by"] for s in starts] == ["GET /readyz", "GET /healthz", "GET /readyz", "GET /readyz"]
     for earlier, later in itertools.pairwise(starts):
         assert later["started_at"] >= earlier["started_at"] + earlier["start_s"], starts  # never two at once
-    assert starts[2]["queued_s"] > starts[1]["queued_s"] > 0
+    assert starts[3]["queued_s"] > starts[2]["queued_s"] > starts[1]["queued_s"] > 0
     assert status["max_starting"] == 1 and status["waiting_to_start"] == [] and status["starting"] == 0

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from airflow_knative.local.start_queue import StartQueue
+from airflow_knative.local.start_queue import UNKNOWN_DISTANCE, StartQueue
 
 
-async def _started(queue: StartQueue, order: list[str], key: str, urgent: bool) -> None:
-    await queue.acquire(key, urgent)
+async def _started(queue: StartQueue, order: list[str], key: str, priority: int) -> None:
+    await queue.acquire(key, priority)
     order.append(key)
 
 
@@ -22,7 +22,7 @@ async def _settle() -> None:
 async def test_at_most_limit_start_at_once_and_each_release_lets_one_more_in() -> None:
     queue = StartQueue(2)
     order: list[str] = []
-    tasks = [asyncio.create_task(_started(queue, order, key, urgent=False)) for key in "abcd"]
+    tasks = [asyncio.create_task(_started(queue, order, key, priority=1)) for key in "abcd"]
     await _settle()
     assert order == ["a", "b"] and queue.waiting == ["c", "d"]
     queue.release()
@@ -37,9 +37,9 @@ async def test_at_most_limit_start_at_once_and_each_release_lets_one_more_in() -
 async def test_a_start_a_task_waits_for_overtakes_queued_prewarm_starts() -> None:
     queue = StartQueue(1)
     order: list[str] = []
-    tasks = [asyncio.create_task(_started(queue, order, key, urgent=False)) for key in ("w1", "w2", "w3")]
+    tasks = [asyncio.create_task(_started(queue, order, key, priority=1)) for key in ("w1", "w2", "w3")]
     await _settle()
-    tasks.append(asyncio.create_task(_started(queue, order, "task", urgent=True)))
+    tasks.append(asyncio.create_task(_started(queue, order, "task", priority=0)))
     await _settle()
     assert queue.waiting == ["task", "w2", "w3"]
     for _ in range(3):
@@ -53,9 +53,9 @@ async def test_a_start_a_task_waits_for_overtakes_queued_prewarm_starts() -> Non
 async def test_a_task_arriving_for_a_queued_prewarm_start_moves_it_ahead() -> None:
     queue = StartQueue(1)
     order: list[str] = []
-    tasks = [asyncio.create_task(_started(queue, order, key, urgent=False)) for key in ("w1", "w2", "w3")]
+    tasks = [asyncio.create_task(_started(queue, order, key, priority=1)) for key in ("w1", "w2", "w3")]
     await _settle()
-    queue.make_urgent("w3")
+    queue.promote("w3", 0)
     assert queue.waiting == ["w3", "w2"]
     queue.release()
     await _settle()
@@ -65,12 +65,32 @@ async def test_a_task_arriving_for_a_queued_prewarm_start_moves_it_ahead() -> No
     await asyncio.gather(*tasks)
 
 
+async def test_nearer_prewarms_start_before_farther_ones_whatever_order_they_came_in() -> None:
+    queue = StartQueue(1)
+    order: list[str] = []
+    await queue.acquire("running", 0)
+    tasks = [
+        asyncio.create_task(_started(queue, order, key, priority))
+        for key, priority in (("d3", 3), ("d1", 1), ("unknown", UNKNOWN_DISTANCE), ("d2", 2))
+    ]
+    await _settle()
+    assert queue.waiting == ["d1", "d2", "d3", "unknown"]
+    queue.promote("d3", 1)  # a later dispatch: d3's task is now a direct downstream
+    queue.promote("d1", 5)  # never pushed back
+    assert queue.waiting == ["d3", "d1", "d2", "unknown"]  # equal priority: first come first served
+    for _ in range(5):
+        queue.release()
+        await _settle()
+    await asyncio.gather(*tasks)
+    assert order == ["d3", "d1", "d2", "unknown"]
+
+
 async def test_a_cancelled_wait_gives_up_its_place_without_losing_a_slot() -> None:
     queue = StartQueue(1)
     order: list[str] = []
-    await queue.acquire("running", urgent=True)
-    cancelled = asyncio.create_task(_started(queue, order, "gone", urgent=True))
-    later = asyncio.create_task(_started(queue, order, "later", urgent=False))
+    await queue.acquire("running", 0)
+    cancelled = asyncio.create_task(_started(queue, order, "gone", priority=0))
+    later = asyncio.create_task(_started(queue, order, "later", priority=1))
     await _settle()
     cancelled.cancel()
     await _settle()
