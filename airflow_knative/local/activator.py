@@ -10,9 +10,9 @@ benchmarks measure) cold starts the way a cluster does:
   routing table's ``url_template``);
 - the first request for a service with no worker starts ``airflow-knative worker``
   for it and is held until the worker's readiness path answers 200;
-- at most ``max_starting`` workers start at once (one per CPU by default), and a
-  start a task waits for goes before starts only a pre-warm asked for
-  (:mod:`airflow_knative.local.start_queue`);
+- with ``max_starting`` set, at most that many workers start at once, a start a
+  task waits for first, then pre-warms nearest first
+  (:mod:`airflow_knative.local.start_queue`); by default all start at once;
 - a worker that has served nothing for ``idle_timeout`` seconds is stopped
   (SIGTERM: it drains, like a pod being scaled down);
 - ``GET /activator/status`` says which workers run and what each cold start cost;
@@ -72,12 +72,8 @@ class ActivatorSettings:
     worker_concurrency: int = 4
     start_timeout: float = 180.0
     host: str = "127.0.0.1"
-    #: Workers starting at once; 0: one per CPU (see start_queue).
+    #: Workers starting at once; 0: no limit (see start_queue for why that is the default).
     max_starting: int = 0
-
-    def starting_limit(self) -> int:
-        """``max_starting``, or the CPU count when it is 0."""
-        return self.max_starting or os.cpu_count() or 1
 
 
 @dataclass
@@ -115,7 +111,7 @@ class Activator:
         self.processes = ProcessGroup(settings.log_dir)
         self.revisions: dict[str, Revision] = {}
         self.cold_starts: list[dict[str, object]] = []
-        self.start_queue = StartQueue(settings.starting_limit())
+        self.start_queue = StartQueue(settings.max_starting or None)
         self._client: httpx.AsyncClient | None = None
 
     async def open(self) -> None:
@@ -386,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, required=True)
     parser.add_argument("--idle-timeout", type=float, default=30.0)
     parser.add_argument("--worker-concurrency", type=int, default=4)
-    parser.add_argument("--max-starting", type=int, default=0, help="workers starting at once; 0: CPU count")
+    parser.add_argument("--max-starting", type=int, default=0, help="workers starting at once; 0: no limit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied request is noise

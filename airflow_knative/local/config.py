@@ -105,8 +105,8 @@ class StackConfig:
     max_starting: int = option(
         "--max-starting",
         "AIRFLOW_KNATIVE_DEV_MAX_STARTING",
-        "With --scale-to-zero: workers starting at once, task starts before pre-warm ones "
-        "(a cluster starts pods on their own CPUs; one machine shares its cores); 0: one per CPU.",
+        "With --scale-to-zero: workers starting at once, task starts first, then pre-warms "
+        "nearest first; 0: no limit (faster in make bench on 2 cores, see docs/prewarm.md).",
         default=0,
     )
     activator_port: int = option(

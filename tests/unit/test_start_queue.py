@@ -100,6 +100,13 @@ async def test_a_cancelled_wait_gives_up_its_place_without_losing_a_slot() -> No
     assert order == ["later"] and queue.starting == 1
 
 
+async def test_without_a_limit_every_start_begins_at_once() -> None:
+    queue = StartQueue(None)
+    order: list[str] = []
+    await asyncio.gather(*(_started(queue, order, key, priority=1) for key in "abcdefgh"))
+    assert order == list("abcdefgh") and queue.starting == 8 and queue.waiting == []
+
+
 def test_a_limit_below_one_is_refused_with_the_value() -> None:
     with pytest.raises(ValueError, match="at least 1, not 0"):
         StartQueue(0)
