@@ -19,8 +19,8 @@ WORKLOAD_PATH = "/v1/workloads"
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
 SECRET_HEADER = "X-Airflow-Knative-Secret"
-#: On a pre-warm GET: how many tasks lie between the dispatched task and the one this
-#: service runs (1 = a direct downstream). Knative ignores it; the local activator starts
+#: On a pre-warm GET: how many dependency steps below the dispatched task the task this
+#: service runs is (1 = a direct downstream). Knative ignores it; the local activator starts
 #: the nearest first when it cannot start them all at once.
 PREWARM_DISTANCE_HEADER = "X-Airflow-Knative-Prewarm-Distance"
 DEFAULT_WORKER_PORT = 8080
