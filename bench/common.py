@@ -1,4 +1,4 @@
-"""Small helpers shared by the benchmark modules: ports, statistics, structured log lines."""
+"""Small helpers shared by the benchmark modules: statistics, structured log lines."""
 
 from __future__ import annotations
 
@@ -7,25 +7,6 @@ import statistics
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
-
-from airflow_knative.local.preflight import port_is_free
-
-PORT_RANGE = (30000, 30999)
-_handed_out: set[int] = set()
-
-
-def free_ports(count: int = 1) -> int:
-    """Return the first of ``count`` consecutive free ports in 30000-30999 (never handed out twice)."""
-    low, high = PORT_RANGE
-    for _ in range(2000):
-        first = random.randint(low, high - count + 1)
-        block = range(first, first + count)
-        if any(p in _handed_out for p in block):
-            continue
-        if all(port_is_free(p) for p in block):
-            _handed_out.update(block)
-            return first
-    raise RuntimeError(f"no {count} consecutive free port(s) in {low}-{high}")
 
 
 def summary(values: Iterable[float | None]) -> dict[str, Any]:

@@ -22,11 +22,12 @@ from typing import Any
 import psutil
 
 from airflow_knative.executor.dispatcher import Dispatcher, DispatchOutcome
+from airflow_knative.local.ports import reserve_ports
 from airflow_knative.local.processes import ProcessGroup
 from airflow_knative.protocol import READINESS_PATH
 from airflow_knative.routing import Router, RoutingTable, ServiceEntry, write_routing_table
 from airflow_knative.settings import ExecutorSettings
-from bench.common import free_ports, summary
+from bench.common import summary
 from bench.workloads import build_workload
 
 DAG_ID = "bench_dispatch"
@@ -147,7 +148,7 @@ def _log_to_file(log_dir: Path) -> None:
 
 def measure(count: int, parallelism: int, log_dir: Path) -> dict[str, Any]:
     _log_to_file(log_dir)
-    port = free_ports()
+    port = reserve_ports()
     url = f"http://127.0.0.1:{port}"
     group = ProcessGroup(log_dir)
     stub = group.start(

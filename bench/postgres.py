@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import free_ports
+from airflow_knative.local.ports import reserve_ports
 
 SERVER_SETTINGS = {"listen_addresses": "127.0.0.1", "max_connections": "300"}
 
@@ -92,7 +92,7 @@ class TempPostgres:
 
     def start(self) -> None:
         """Create and start the cluster on a free port in 30000-30999."""
-        self.port = self.port or free_ports()
+        self.port = self.port or reserve_ports()
         if os.geteuid() == 0:
             owner = pwd.getpwnam("postgres")
             os.chown(self.root, owner.pw_uid, owner.pw_gid)

@@ -16,8 +16,8 @@ import httpx
 
 from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.local.config import LOW_LATENCY_SETTINGS, StackConfig
+from airflow_knative.local.ports import reserve_ports
 from airflow_knative.local.stack import LocalStack
-from bench.common import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DAGS = Path(__file__).resolve().parent / "dags"
@@ -69,16 +69,16 @@ def stack_config(
         # A scale-to-zero stack starts one worker per service, as Knative starts a pod per
         # service; the depth family runs one task per service at a time.
         worker_concurrency=2 if scale_to_zero else settings.worker_concurrency,
-        api_port=free_ports(),
-        gateway_port=free_ports(),
-        worker_base_port=free_ports(settings.workers),
+        api_port=reserve_ports(),
+        gateway_port=reserve_ports(),
+        worker_base_port=reserve_ports(settings.workers),
         admin_user=USER,
         admin_password=PASSWORD,
         parallelism=settings.parallelism,
         scale_to_zero=scale_to_zero,
         # The benchmark scales to zero itself (POST /activator/scale-to-zero) between rounds.
         idle_timeout=600.0,
-        activator_port=free_ports(),
+        activator_port=reserve_ports(),
         prewarm=prewarm,
     )
 

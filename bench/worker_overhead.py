@@ -25,11 +25,12 @@ from typing import Any
 from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.events import read_events
 from airflow_knative.local.config import task_environment
+from airflow_knative.local.ports import reserve_ports
 from airflow_knative.local.processes import ProcessGroup
 from airflow_knative.local.stack import LocalStack
 from airflow_knative.protocol import READINESS_PATH
 from airflow_knative.routing import ServiceEntry, load_routing_table, write_routing_table
-from bench.common import free_ports, summary
+from bench.common import summary
 from bench.e2e import Check, RunRecord, run_once
 from bench.per_task import scheduler_timings
 
@@ -95,7 +96,7 @@ def measure_warm(stack: LocalStack, api: AirflowClient, runs: int) -> dict[str, 
 
 
 def measure_fresh(stack: LocalStack, api: AirflowClient, runs: int, log_dir: Path) -> dict[str, Any]:
-    port = free_ports()
+    port = reserve_ports()
     group = ProcessGroup(log_dir)
     env = {**os.environ, **task_environment(stack.config)}
     url = f"http://127.0.0.1:{port}"

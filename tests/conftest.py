@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
+
+from airflow_knative.local.ports import reserve_ports
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO_ROOT / "workflows"
 SHARED = REPO_ROOT.parent / "shared"
 
 
-def free_port() -> int:
-    """Return a port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive free ports on 127.0.0.1, outside the ephemeral range.
+
+    Not ``bind(0)``: such a port is one the stack's own outgoing connections may take
+    before the server that was given it binds (see :mod:`airflow_knative.local.ports`).
+    """
+    return reserve_ports(count)
 
 
 @pytest.fixture(scope="session")

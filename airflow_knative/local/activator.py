@@ -30,7 +30,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -46,6 +45,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from airflow_knative.events import log_event
+from airflow_knative.local.ports import REVISION_BAND, pick_free_ports
 from airflow_knative.local.processes import Component, ProcessGroup, worker_command
 from airflow_knative.local.start_queue import TASK_WAITS, UNKNOWN_DISTANCE, StartQueue
 from airflow_knative.naming import InvalidServiceNameError, validate_service_name
@@ -177,7 +177,7 @@ class Activator:
     def _start(self, revision: Revision) -> None:
         """Start ``airflow-knative worker`` for the service (on the loop's thread: see PDEATHSIG)."""
         settings = self.settings
-        revision.port = _free_port(settings.host)
+        revision.port = self._free_port()
         command = worker_command(
             port=revision.port,
             name=revision.service,
@@ -195,6 +195,15 @@ class Activator:
             woken_by=revision.woken_by,
             queued_s=revision.started_at - revision.requested_at,
         )
+
+    def _free_port(self) -> int:
+        """A port for a new worker: free now, outside the ephemeral range, promised to no other.
+
+        A starting worker binds its port only after importing Airflow; a port from the
+        ephemeral range could be taken by one of our own connections meanwhile.
+        """
+        promised = {r.port for r in self.revisions.values() if r.port}
+        return pick_free_ports(REVISION_BAND, avoid=promised, host=self.settings.host)
 
     async def _await_ready(self, revision: Revision) -> None:
         """Poll the new worker's readiness path, as Knative's queue-proxy probes a new pod."""
@@ -331,13 +340,6 @@ def _start_priority(request: Request, path: str) -> int:
         return max(1, int(request.headers.get(PREWARM_DISTANCE_HEADER, "")))
     except ValueError:
         return UNKNOWN_DISTANCE
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _terminate(component: Component) -> None:

@@ -7,10 +7,10 @@ log seconds later.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 from airflow_knative.local.config import LOOPBACK, StackConfig, environment_variable
+from airflow_knative.local.ports import port_is_free
 
 
 class PortsUnavailable(RuntimeError):
@@ -43,17 +43,6 @@ def port_claims(config: StackConfig) -> list[PortClaim]:
             for index in range(config.workers)
         ]
     return claims
-
-
-def port_is_free(port: int, host: str = LOOPBACK) -> bool:
-    """Whether a server could bind ``host:port`` now (with SO_REUSEADDR, as uvicorn binds)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def check_ports(config: StackConfig) -> None:

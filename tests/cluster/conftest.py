@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 RELEASE = "airflow"
 FULLNAME = "airflow-airflow-knative"
@@ -82,12 +84,6 @@ def helm(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
     from tests.chart.chart_helpers import find_helm
 
     return run([find_helm(), *args], timeout=timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -93,12 +93,14 @@ def stack_config(home: Path, dags: Path, **overrides: Any) -> StackConfig:
         worker_concurrency=4,
         api_port=free_port(),
         gateway_port=free_port(),
-        worker_base_port=free_port(),
         admin_user=AUTH[0],
         admin_password=AUTH[1],
         parallelism=16,
     )
-    return dataclasses.replace(config, **overrides)
+    config = dataclasses.replace(config, **overrides)
+    if "worker_base_port" in overrides:
+        return config
+    return dataclasses.replace(config, worker_base_port=free_port(max(1, config.workers)))
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,6 @@ import pytest
 from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.local import stack as local_stack
 from airflow_knative.local.config import StackConfig, airflow_environment
-from airflow_knative.local.preflight import port_is_free
 from airflow_knative.local.processes import Component, StackStartError
 from airflow_knative.local.stack import LocalStack
 from tests.conftest import REPO_ROOT, free_port
@@ -193,15 +192,6 @@ class FaultStack:
             return api.task_instances(dag_id, run_id)
 
 
-def free_port_range(count: int) -> int:
-    """A port ``p`` of 127.0.0.1 with ``p .. p+count-1`` all free now (the local workers listen on these)."""
-    for _ in range(100):
-        base = free_port()
-        if base + count <= 65535 and all(port_is_free(base + i) for i in range(1, count)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
-
-
 def _stack_config(home: Path, dags: Path, database_url: str) -> StackConfig:
     return StackConfig(
         home=home,
@@ -212,7 +202,7 @@ def _stack_config(home: Path, dags: Path, database_url: str) -> StackConfig:
         worker_concurrency=4,
         api_port=free_port(),
         gateway_port=free_port(),
-        worker_base_port=free_port_range(2),
+        worker_base_port=free_port(2),
         admin_user=AUTH[0],
         admin_password=AUTH[1],
         parallelism=16,
