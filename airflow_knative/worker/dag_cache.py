@@ -11,6 +11,11 @@ Isolation is unchanged: the task still runs in its own forked process; whatever 
 does to the DAG objects stays in that process. A file that changed on disk
 (a new DAG version) is parsed again. A file that fails to parse is not cached:
 the task process then parses it itself and reports the error as Airflow does.
+
+A freshly parsed file's DAGs also build their Jinja environment once
+(:func:`_warm_template_envs`): the first environment of a process imports the Jinja
+extensions Airflow loads, which forked task processes then inherit instead of each
+importing them again (2-4 ms per task).
 """
 
 from __future__ import annotations
@@ -51,6 +56,15 @@ def _stamp(path: str) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
+def _warm_template_envs(bag: Any) -> None:
+    """Build each DAG's Jinja environment once, so what it imports is imported before task processes fork."""
+    for dag in bag.dags.values():
+        try:
+            dag.get_template_env()
+        except Exception:  # the task process builds it again and reports the error as Airflow does
+            log.debug("could not build the template environment of %s", dag.dag_id, exc_info=True)
+
+
 def install() -> None:
     """Replace ``BundleDagBag`` (looked up by the task runner at call time) with a caching subclass."""
     import airflow.dag_processing.dagbag as dagbag_module
@@ -85,6 +99,7 @@ def install() -> None:
                 _bags[key] = (stamp, self)
                 while len(_bags) > MAX_FILES:
                     _bags.popitem(last=False)
+                _warm_template_envs(self)
 
     dagbag_module.BundleDagBag = CachedBundleDagBag  # type: ignore[misc]
 

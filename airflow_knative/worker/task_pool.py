@@ -137,12 +137,12 @@ def run_task(request: DispatchRequest, server: str, received_at: float) -> dict[
     Everything the executor needs back (state, exit code, return value, timings) is
     collected by the XCom relay on the way.
     """
-    from airflow.sdk.api.client import Client
     from airflow.sdk.execution_time.supervisor import supervise_task
 
     from airflow_knative.worker import dag_cache
     from airflow_knative.worker.api_transport import execution_api_transport
     from airflow_knative.worker.workloads import parse_execute_task
+    from airflow_knative.worker.write_behind import WriteBehindClient
     from airflow_knative.worker.xcom_relay import XComRelayTransport
 
     workload = parse_execute_task(request.workload)
@@ -158,7 +158,7 @@ def run_task(request: DispatchRequest, server: str, received_at: float) -> dict[
         inline={(x.task_id, x.map_index): x.value for x in request.inline_xcoms},
     )
     error = None
-    with Client(base_url=server, token=workload.token, transport=relay) as client:
+    with WriteBehindClient(base_url=server, token=workload.token, transport=relay) as client:
         try:
             exit_code = supervise_task(
                 ti=ti,  # type: ignore[arg-type]  # TaskInstanceDTO duck-types as TaskInstance

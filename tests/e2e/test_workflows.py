@@ -71,3 +71,18 @@ def test_a_failing_task_is_named_with_the_run(running_stack: RunningStack) -> No
     failed = {t["task_id"]: t["state"] for t in body["failed_tasks"]}
     assert failed["explode"] == "failed"
     assert failed.get("after") == "upstream_failed"
+
+
+def test_each_tasks_rendered_fields_are_stored_for_the_ui(running_stack: RunningStack) -> None:
+    # The worker sends a task's first rendered-fields write while the task code starts
+    # (airflow_knative/worker/write_behind.py): it must still reach Airflow.
+    response = running_stack.run_workflow("compute_avg_distributed", [3, 5])
+    assert response.json()["output"] == 4
+    run_id = response.json()["run_id"]
+
+    with running_stack.airflow() as api:
+        instances = api.task_instances("compute_avg_distributed", run_id)
+
+    rendered = {ti["task_id"]: ti["rendered_fields"] for ti in instances}
+    assert set(rendered) == {"extract", "compute_sum", "compute_count", "do_avg"}
+    assert rendered["compute_sum"]["op_args"] == [[3, 5]], rendered["compute_sum"]

@@ -112,3 +112,38 @@ def test_preload_parses_in_this_process_what_the_task_runner_asks_for_later(tmp_
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "HIT ['cached_3']"
+
+
+WARM_CHECK = """
+import os, sys
+from pathlib import Path
+import airflow.dag_processing.dagbag as dagbag_module
+from airflow_knative.worker import dag_cache
+
+dag_cache.install()
+path = Path(sys.argv[1])
+bag = dagbag_module.BundleDagBag(
+    dag_folder=os.fspath(path), safe_mode=False, load_op_links=False,
+    bundle_path=path.parent, bundle_name="b",
+)
+before = set(sys.modules)
+bag.dags["cached_4"].get_template_env()
+print(sorted(set(sys.modules) - before))
+"""
+
+
+def test_a_parsed_dags_template_environment_costs_its_task_processes_no_import(tmp_path: Path) -> None:
+    # A fresh interpreter: in this one, earlier tests may have imported Jinja's extensions already.
+    path = tmp_path / "dag.py"
+    path.write_text(DAG_SOURCE.format(n=4))
+
+    done = subprocess.run(
+        [sys.executable, "-c", WARM_CHECK, os.fspath(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", "building the template env imported modules"
