@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.common import fmt, summary
+from bench.worker_overhead import WARM_PHASES
 
 #: What each per-task phase is made of, and what would shorten it (quoted in the closing note).
 PHASE_NOTES = {
@@ -252,6 +253,23 @@ def _ci(ratio: dict[str, Any]) -> str:
     return f"{ratio['ratio']:.2f} [{ratio['low']:.2f}, {ratio['high']:.2f}]"
 
 
+def _warm_phases_section(phases: dict[str, Any] | None) -> list[str]:
+    """Where the warm worker's overhead goes: each mark's median time after the request was received."""
+    if not phases:
+        return []
+    lines = [
+        "Where the warm overhead goes (each mark: median time after the worker received the request; "
+        "the task process starts while `PATCH /run` is on its way, so marks overlap):",
+        "",
+        _row(["mark", "median", "p90", "n"]),
+        _row(["---"] * 4),
+    ]
+    for name, label in WARM_PHASES.items():
+        stats = phases.get(name) or {}
+        lines.append(_row([label, fmt(stats.get("median")), fmt(stats.get("p90")), str(stats.get("n", 0))]))
+    return [*lines, ""]
+
+
 def _coldstart_section(cold: dict[str, Any] | None) -> list[str]:
     """Cold vs warm vs pre-warmed on the depth family (scale-to-zero stacks)."""
     if not cold:
@@ -371,6 +389,7 @@ def _sections(results: dict[str, Any]) -> list[str]:
             f"{fmt(overhead['import_only']['seconds']['median'])}.",
             "",
         ]
+        lines += _warm_phases_section(warm.get("phases"))
     lines += _coldstart_section(results.get("coldstart"))
     lines += _routing_section(results.get("routing"))
     dispatch = results.get("dispatch")

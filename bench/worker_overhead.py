@@ -11,10 +11,16 @@ Execution API. Only what receives the request differs:
   executor does (pod start itself not included); ``received_at`` from its log.
 
 Also timed: the bare interpreter start + imports a fresh task process pays.
+
+Where the warm overhead goes: the task process's own log lines (Airflow's task
+runner writes them, JSON with timestamps) mark when it started, when it had its
+DAG, and when it was done with everything before the task code (``::endgroup::``
+of "Pre Execute"); the worker marks the answer to ``PATCH /run``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -30,7 +36,7 @@ from airflow_knative.local.processes import ProcessGroup
 from airflow_knative.local.stack import LocalStack
 from airflow_knative.protocol import READINESS_PATH
 from airflow_knative.routing import ServiceEntry, load_routing_table, write_routing_table
-from bench.common import summary
+from bench.common import parse_ts, summary
 from bench.e2e import Check, RunRecord, run_once
 from bench.per_task import scheduler_timings
 
@@ -71,6 +77,48 @@ def _overheads(records: list[RunRecord], received: dict[str, float]) -> list[dic
     return rows
 
 
+#: Phases of the warm overhead, each measured from the worker's ``received_at`` (see :func:`_task_log_marks`).
+WARM_PHASES = {
+    "task_process_running": "task process running (its first log line)",
+    "run_answered": "`PATCH /run` answered (worker)",
+    "dag_ready": "task process has its DAG (`Worker startup parse complete`)",
+    "pre_execute_done": "task process done with everything before the task code",
+    "task_code": "first line of task code",
+}
+
+
+def _task_log_marks(log_dir: Path, dag_id: str, run_id: str) -> dict[str, float]:
+    """When the task process logged its first line, its DAG ready, and the end of "Pre Execute"."""
+    path = log_dir / "tasks" / f"dag_id={dag_id}" / f"run_id={run_id}" / "task_id=probe" / "attempt=1.log"
+    marks: dict[str, float] = {}
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return marks
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        at, event = parse_ts(entry.get("timestamp")), entry.get("event", "")
+        if at is None:
+            continue
+        marks.setdefault("task_process_running", at)
+        if event == "Worker startup parse complete":
+            marks.setdefault("dag_ready", at)
+        elif event == "::endgroup::":
+            marks.setdefault("pre_execute_done", at)
+    return marks
+
+
+def _phases(row: dict[str, Any], log_marks: dict[str, float], run_answered: float | None) -> dict[str, float]:
+    received = row["received_at"]
+    if received is None:
+        return {}
+    marks = {**log_marks, "run_answered": run_answered, "task_code": row["task_code_at"]}
+    return {name: marks[name] - received for name in WARM_PHASES if isinstance(marks.get(name), float)}
+
+
 def measure_warm(stack: LocalStack, api: AirflowClient, runs: int) -> dict[str, Any]:
     records = _probe_runs(api, "bench_probe_warm", runs)
     timings = scheduler_timings(stack.config.log_dir / "scheduler.log")
@@ -85,12 +133,15 @@ def measure_warm(stack: LocalStack, api: AirflowClient, runs: int) -> dict[str, 
         start = started.get(row["run_id"])
         if start and row["received_at"]:
             row["received_to_task_process_started_s"] = start - row["received_at"]
+        log_marks = _task_log_marks(stack.config.log_dir, "bench_probe_warm", row["run_id"])
+        row["phases_s"] = _phases(row, log_marks, start)
     return {
         "rows": rows,
         "overhead": summary(r["overhead_s"] for r in rows),
         "received_to_task_process_started": summary(
             r.get("received_to_task_process_started_s") for r in rows
         ),
+        "phases": {name: summary(r["phases_s"].get(name) for r in rows) for name in WARM_PHASES},
         "failed": sum(1 for r in rows if not r["correct"]),
     }
 

@@ -343,6 +343,9 @@ def serve(args: argparse.Namespace) -> int:
     import airflow.sdk.execution_time.supervisor
     import airflow.sdk.execution_time.task_runner  # noqa: F401
 
+    from airflow_knative.worker import shared_type_adapters
+
+    shared_type_adapters.install()
     pool = TaskPool(settings.concurrency, name=settings.name)
     app = create_app(settings, pool)
     config = uvicorn.Config(
