@@ -18,7 +18,10 @@ class Profile:
     warmup_runs: int
     widths: list[int] = field(default_factory=lambda: list(WIDTHS))
     depths: list[int] = field(default_factory=lambda: list(DEPTHS))
+    #: Probe tasks through a fresh interpreter (each several seconds) and through the warm worker
+    #: (each about a second; more of them, since their spread is tens of ms).
     overhead_runs: int = 8
+    overhead_warm_runs: int = 30
     dispatch_workloads: int = 10_000
     dispatch_parallelism: int = 64
     gateway_calls: int = 50
@@ -56,6 +59,7 @@ PROFILES = {
         family_runs=10,
         warmup_runs=2,
         overhead_runs=20,
+        overhead_warm_runs=60,
         cold_depths=[2, 4, 8, 16],
         cold_rounds=5,
     ),
@@ -68,6 +72,7 @@ PROFILES = {
         widths=[],
         depths=[],
         overhead_runs=1,
+        overhead_warm_runs=1,
         dispatch_workloads=200,
         gateway_calls=2,
         headline_dags=("compute_avg_distributed",),

@@ -265,7 +265,11 @@ def run(profile: Profile, out: Path, database: str, sections: set[str], command:
             if "overhead" in sections:
                 say("worker overhead: warm worker vs fresh interpreter ...")
                 results["worker_overhead"] = worker_overhead.measure(
-                    stacks["knative"], apis["knative"], profile.overhead_runs, out / "logs"
+                    stacks["knative"],
+                    apis["knative"],
+                    profile.overhead_runs,
+                    profile.overhead_warm_runs,
+                    out / "logs",
                 )
             if "gateway" in sections:
                 say(f"gateway: {profile.gateway_calls} concurrent runWorkflow calls ...")

@@ -182,12 +182,14 @@ def import_only(runs: int) -> dict[str, Any]:
     return {"command": f'{Path(sys.executable).name} -c "{IMPORT_ONLY}"', "seconds": summary(durations)}
 
 
-def measure(stack: LocalStack, api: AirflowClient, runs: int, log_dir: Path) -> dict[str, Any]:
+def measure(
+    stack: LocalStack, api: AirflowClient, runs: int, warm_runs: int, log_dir: Path
+) -> dict[str, Any]:
     api.unpause("bench_probe_warm")
     api.unpause("bench_probe_fresh")
     _probe_runs(api, "bench_probe_warm", 1)  # warm-up, not counted
     return {
-        "warm": measure_warm(stack, api, runs),
+        "warm": measure_warm(stack, api, warm_runs),
         "fresh": measure_fresh(stack, api, runs, log_dir),
         "import_only": import_only(max(2, runs // 3)),
     }
