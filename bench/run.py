@@ -367,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
     if unknown := sections - set(SECTIONS):
         parser.error(f"unknown sections: {sorted(unknown)}")
+    if "routing" in sections:
+        generate_bench.find_helm()  # the last section: a missing helm must stop the run now, not 20 min in
     out = args.out.resolve() / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{args.profile}"
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     say(f"profile {args.profile}, results in {out}")

@@ -28,6 +28,9 @@ $(HELM_PINNED): generator/helm_tool.py | $(STAMP)
 # tell the tests which one to use.
 pytest: helm
 pytest: export HELM := $(HELM)
+# The benchmark's routing section renders the chart too (bench/generate_bench.py).
+bench bench-full: helm
+bench bench-full: export HELM := $(HELM)
 
 generate: $(STAMP)
 	$(PY) -m generator
