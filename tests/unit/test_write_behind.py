@@ -8,6 +8,7 @@ run the real one); it can hold an answer back to show what waits for what.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Iterator
@@ -52,6 +53,16 @@ def _client(api: SlowApi) -> WriteBehindClient:
     return WriteBehindClient(
         base_url="http://api-server:8080/execution/", token="t", transport=httpx.MockTransport(api)
     )
+
+
+@contextlib.contextmanager
+def _after_answered_write(api: SlowApi, status: int) -> Iterator[WriteBehindClient]:
+    """A client that sent its rendered-fields write, which the API server answers at once with ``status``."""
+    api.rtif_status = status
+    api.release.set()
+    with _client(api) as client:
+        client.task_instances.set_rtif(TI_ID, FIELDS)
+        yield client
 
 
 @pytest.fixture
@@ -103,11 +114,7 @@ def test_the_next_request_goes_out_only_after_the_write_was_answered(
 
 
 def test_a_failed_write_fails_the_tasks_next_request_and_only_that_one(api: SlowApi) -> None:
-    api.rtif_status = 422
-    api.release.set()
-    with _client(api) as c:
-        c.task_instances.set_rtif(TI_ID, FIELDS)
-
+    with _after_answered_write(api, 422) as c:
         with pytest.raises(ServerResponseError) as failed:
             _push_xcom(c)
         _succeed(c)  # the terminal state is still reported
@@ -119,10 +126,7 @@ def test_a_failed_write_fails_the_tasks_next_request_and_only_that_one(api: Slow
 
 
 def test_a_heartbeat_leaves_the_failure_to_the_tasks_own_request(api: SlowApi) -> None:
-    api.rtif_status = 422
-    api.release.set()
-    with _client(api) as c:
-        c.task_instances.set_rtif(TI_ID, FIELDS)
+    with _after_answered_write(api, 422) as c:
         _heartbeat(c)
 
         with pytest.raises(ServerResponseError):
@@ -130,10 +134,7 @@ def test_a_heartbeat_leaves_the_failure_to_the_tasks_own_request(api: SlowApi) -
 
 
 def test_a_write_for_a_cleared_task_instance_is_skipped_as_airflow_skips_it(api: SlowApi) -> None:
-    api.rtif_status = 410
-    api.release.set()
-    with _client(api) as c:
-        c.task_instances.set_rtif(TI_ID, FIELDS)
+    with _after_answered_write(api, 410) as c:
         _push_xcom(c)
 
     assert "> POST return_value" in api.log
