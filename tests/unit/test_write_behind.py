@@ -30,12 +30,14 @@ class SlowApi:
     def __init__(self, rtif_status: int = 201) -> None:
         self.rtif_status = rtif_status
         self.release = threading.Event()
+        self.rtif_received = threading.Event()
         self.log: list[str] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         name = f"{request.method} {request.url.path.rsplit('/', 1)[-1]}"
         self.log.append(f"> {name}")
         if request.url.path.endswith("/rtif"):
+            self.rtif_received.set()
             assert self.release.wait(10), "the test never released the rendered-fields write"
             self.log.append(f"< {name}")
             body = {"detail": "rejected"} if self.rtif_status >= 400 else {"message": "set"}
@@ -89,9 +91,11 @@ def _succeed(client: WriteBehindClient) -> None:
 def test_the_first_rendered_fields_write_does_not_wait_for_the_api_server(
     client: WriteBehindClient, api: SlowApi
 ) -> None:
-    client.task_instances.set_rtif(TI_ID, FIELDS)  # returns while the server still holds its answer
+    client.task_instances.set_rtif(TI_ID, FIELDS)  # returns before the server has answered
+    # The write goes out from a thread, which may reach the server after set_rtif returned.
+    assert api.rtif_received.wait(10), "the rendered-fields write never reached the API server"
 
-    assert api.log == ["> PUT rtif"]
+    assert api.log == ["> PUT rtif"]  # received, still unanswered
     api.release.set()
     client.wait_for_pending_write()
     assert api.log == ["> PUT rtif", "< PUT rtif"]
