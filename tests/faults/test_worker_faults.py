@@ -5,7 +5,9 @@
 * a whole worker SIGKILLed mid-task: the task is retried on another worker within Airflow's
   task heartbeat timeout;
 * a stream cut while its task runs: the worker's slot stays held until the task ends;
-* a DAG with a deadline callback: the callback ran on a worker and the scheduler stayed up.
+* a DAG with a deadline callback: the callback ran on a worker and the scheduler stayed up;
+* a pool process SIGKILLed while the task's rendered-fields write (sent in the background,
+  see worker/write_behind.py) is still unanswered: retried, succeeds, nothing runs twice.
 
 Each scenario records its recovery time in .run/faults/recovery.jsonl (and prints it).
 """
@@ -24,8 +26,10 @@ from airflow_knative.local.processes import wait_until
 from airflow_knative.protocol import SECRET_HEADER, WORKLOAD_PATH
 from tests.faults.worker_faults import (  # noqa: F401  # fixtures
     HEARTBEAT_TIMEOUT,
+    ExecutionApiProxy,
     FaultStack,
     a_task_workload_body,
+    api_proxy,
     fault_stack,
     marks,
     proxy,
@@ -171,3 +175,37 @@ def test_deadline_callback_runs_on_a_worker_and_the_scheduler_stays_up(
     worker_log = (fault_stack.config.log_dir / "worker-0.log").read_text(errors="replace")
     assert "ExecuteCallback" in worker_log  # it ran on a worker, through the HTTP path
     record_figure("deadline_callback_after_trigger", callback["t"] - started)
+
+
+def test_pool_process_killed_while_its_rendered_fields_write_is_in_flight(
+    fault_stack: FaultStack,  # noqa: F811
+    spawn_worker: Any,  # noqa: F811
+    api_proxy: ExecutionApiProxy,  # noqa: F811
+) -> None:
+    """The worker answers a task's first rendered-fields write at once and sends it from a thread.
+
+    Killing the pool process while that write is still unanswered must end like any
+    other kill: the try fails, Airflow retries it, the run succeeds, nothing runs twice.
+    """
+    worker = spawn_worker("rtif-kill-worker", execution_api_url=api_proxy.execution_api_url)
+    fault_stack.route("fault_rtif_in_flight", "nap", worker.url)
+
+    run_id, marker = fault_stack.trigger("fault_rtif_in_flight", sleep=6)
+    first = wait_for_mark(marker, "start")
+    assert len(api_proxy.held) == 1, "the task code started, but its rendered-fields write was not held"
+    os.kill(first["ppid"], signal.SIGKILL)
+    killed_at = time.time()
+    api_proxy.release()  # the API server answers again, also the dead try's write
+
+    retry = wait_for_mark(marker, "start", try_number=first["try_number"] + 1)
+    state = fault_stack.api.wait_terminal("fault_rtif_in_flight", run_id, timeout=120)
+    recovered_at = time.time()
+
+    assert state == "success"
+    health = worker.health().json()
+    assert health["pool"]["deaths"] == 1 and health["pool"]["alive"] == 1
+    assert retry["ppid"] in health["pool"]["pids"]  # the retry ran on the replacement
+    time.sleep(max(0.0, first["t"] + 6 + 1 - time.time()))
+    ends = [m["try_number"] for m in marks(marker) if m["event"] == "end"]
+    assert ends == [retry["try_number"]]  # the killed try never finished; the retry ran once
+    record_figure("rtif_in_flight_pool_kill_to_run_success", recovered_at - killed_at)

@@ -22,6 +22,11 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from airflow_knative.airflow_rest import AirflowClient
 from airflow_knative.local.config import StackConfig
@@ -112,7 +117,7 @@ def fault_deadline():
 fault_deadline()
 """
 
-NAP_DAG_IDS = ("fault_pool_kill", "fault_worker_kill", "fault_dropped_stream")
+NAP_DAG_IDS = ("fault_pool_kill", "fault_worker_kill", "fault_dropped_stream", "fault_rtif_in_flight")
 
 
 def write_fault_dags(folder: Path, deadline_marker: Path) -> None:
@@ -261,9 +266,11 @@ def spawn_worker(fault_stack: FaultStack, tmp_path: Path) -> Iterator[Any]:
     """Start workers for one test; every one is stopped when the test ends."""
     started: list[WorkerProcess] = []
 
-    def spawn(name: str, concurrency: int = 1) -> WorkerProcess:
+    def spawn(name: str, concurrency: int = 1, execution_api_url: str | None = None) -> WorkerProcess:
         log_path = tmp_path / f"{name}.log"
-        extra = ("--heartbeat-interval", "1")
+        extra: tuple[str, ...] = ("--heartbeat-interval", "1")
+        if execution_api_url is not None:
+            extra += ("--execution-api-url", execution_api_url)
         process, url = start_spare_worker(fault_stack.config, name, log_path, concurrency, extra)
         worker = WorkerProcess(name, url, process, log_path)
         started.append(worker)
@@ -360,6 +367,73 @@ def proxy() -> Iterator[Any]:
     yield make
     for started in proxies:
         started.stop()
+
+
+# -- an HTTP proxy in front of the Execution API, standing in for a slow API server ---------
+
+
+class ExecutionApiProxy:
+    """Forwards every request to the stack's API server, but holds rendered-fields writes while told to.
+
+    Stands in for an API server that is slow to answer ``PUT /task-instances/{id}/rtif``
+    (a busy database, a slow network): the real API server answers everything once
+    :meth:`release` is called. Requests held so far are listed in :attr:`held`.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self.held: list[str] = []
+        self._released = threading.Event()
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+        app = Starlette(routes=[Route("/{path:path}", self._forward, methods=methods)])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def execution_api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/execution/"
+
+    def start(self) -> ExecutionApiProxy:
+        self._thread.start()
+        wait_until(lambda: self._server.started, timeout=10, interval=0.02)
+        return self
+
+    def release(self) -> None:
+        """Forward the held writes and every later one at once."""
+        self._released.set()
+
+    def stop(self) -> None:
+        self.release()
+        self._server.should_exit = True
+        self._thread.join(10)
+
+    async def _forward(self, request: Request) -> Response:
+        if request.method == "PUT" and request.url.path.endswith("/rtif") and not self._released.is_set():
+            self.held.append(request.url.path)
+            while not self._released.is_set():
+                await asyncio.sleep(0.02)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with httpx.AsyncClient(base_url=self.upstream, timeout=30) as client:
+            answer = await client.request(
+                request.method,
+                request.url.path,
+                params=request.query_params,
+                content=await request.body(),
+                headers=headers,
+            )
+        dropped = ("content-length", "content-encoding")  # httpx has decoded the body
+        passed = {k: v for k, v in answer.headers.items() if k.lower() not in dropped}
+        return Response(answer.content, status_code=answer.status_code, headers=passed)
+
+
+@pytest.fixture
+def api_proxy(fault_stack: FaultStack) -> Iterator[ExecutionApiProxy]:
+    """A proxy in front of the stack's Execution API that holds rendered-fields writes until released."""
+    started = ExecutionApiProxy(fault_stack.config.api_url).start()
+    yield started
+    started.stop()
 
 
 def a_task_workload_body() -> bytes:
