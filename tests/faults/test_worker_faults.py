@@ -35,11 +35,15 @@ from tests.faults.worker_faults import (  # noqa: F401  # fixtures
     proxy,
     record_figure,
     spawn_worker,
+    tries_that_ended,
     wait_for_mark,
 )
 from tests.metrics_readers import EXECUTOR_PREFIX, sample_value, scrape
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
+
+#: How long the task of a pool-process kill scenario sleeps: long enough to be killed mid-task.
+NAP_SECONDS = 6
 
 
 def test_pool_process_killed_mid_task_is_retried_and_the_worker_heals(
@@ -50,7 +54,7 @@ def test_pool_process_killed_mid_task_is_retried_and_the_worker_heals(
     fault_stack.route("fault_pool_kill", "nap", worker.url)
     pids_before = worker.pool_pids()
 
-    run_id, marker = fault_stack.trigger("fault_pool_kill", sleep=6)
+    run_id, marker = fault_stack.trigger("fault_pool_kill", sleep=NAP_SECONDS)
     first = wait_for_mark(marker, "start")  # usually try 1 (a slow API server may fail one first)
     assert first["ppid"] in pids_before  # the task's supervisor is this worker's pool process
     os.kill(first["ppid"], signal.SIGKILL)
@@ -65,9 +69,7 @@ def test_pool_process_killed_mid_task_is_retried_and_the_worker_heals(
 
     assert state == "success"
     assert retry["ppid"] in health["pool"]["pids"]  # the retry ran on the replacement
-    time.sleep(max(0.0, first["t"] + 6 + 1 - time.time()))
-    killed_try = first["try_number"]
-    assert not [m for m in marks(marker) if m["event"] == "end" and m["try_number"] == killed_try]
+    assert tries_that_ended(marker, first, NAP_SECONDS) == [retry["try_number"]]  # the killed one did not
     record_figure("pool_process_kill_to_retry_start", retry["t"] - killed_at)
     record_figure("pool_process_kill_to_run_success", recovered_at - killed_at)
 
@@ -190,7 +192,7 @@ def test_pool_process_killed_while_its_rendered_fields_write_is_in_flight(
     worker = spawn_worker("rtif-kill-worker", execution_api_url=api_proxy.execution_api_url)
     fault_stack.route("fault_rtif_in_flight", "nap", worker.url)
 
-    run_id, marker = fault_stack.trigger("fault_rtif_in_flight", sleep=6)
+    run_id, marker = fault_stack.trigger("fault_rtif_in_flight", sleep=NAP_SECONDS)
     first = wait_for_mark(marker, "start")
     assert len(api_proxy.held) == 1, "the task code started, but its rendered-fields write was not held"
     os.kill(first["ppid"], signal.SIGKILL)
@@ -205,7 +207,5 @@ def test_pool_process_killed_while_its_rendered_fields_write_is_in_flight(
     health = worker.health().json()
     assert health["pool"]["deaths"] == 1 and health["pool"]["alive"] == 1
     assert retry["ppid"] in health["pool"]["pids"]  # the retry ran on the replacement
-    time.sleep(max(0.0, first["t"] + 6 + 1 - time.time()))
-    ends = [m["try_number"] for m in marks(marker) if m["event"] == "end"]
-    assert ends == [retry["try_number"]]  # the killed try never finished; the retry ran once
+    assert tries_that_ended(marker, first, NAP_SECONDS) == [retry["try_number"]]  # the killed one did not
     record_figure("rtif_in_flight_pool_kill_to_run_success", recovered_at - killed_at)

@@ -196,6 +196,12 @@ def wait_for_mark(
     return result
 
 
+def tries_that_ended(marker: Path, killed: dict[str, Any], task_seconds: float) -> list[int]:
+    """The tries that wrote their end mark, read once the killed try would have ended had it lived."""
+    time.sleep(max(0.0, killed["t"] + task_seconds + 1 - time.time()))
+    return [m["try_number"] for m in marks(marker) if m["event"] == "end"]
+
+
 @pytest.fixture(scope="module")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     """A local stack with the fault DAGs and a short task heartbeat timeout."""

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from airflow.sdk.api.client import ServerResponseError
+from airflow.sdk.api.client import Client, ServerResponseError
+from tenacity import stop_after_attempt, wait_none
 
 from airflow_knative.worker.write_behind import WriteBehindClient
 
@@ -31,6 +32,8 @@ class SlowApi:
         self.rtif_status = rtif_status
         self.release = threading.Event()
         self.rtif_received = threading.Event()
+        #: How many rendered-fields writes lose their connection before one is answered.
+        self.cut_writes = 0
         self.log: list[str] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -38,6 +41,10 @@ class SlowApi:
         self.log.append(f"> {name}")
         if request.url.path.endswith("/rtif"):
             self.rtif_received.set()
+            if self.cut_writes > 0:
+                self.cut_writes -= 1
+                self.log.append(f"x {name}")
+                raise httpx.RemoteProtocolError("connection cut", request=request)
             assert self.release.wait(10), "the test never released the rendered-fields write"
             self.log.append(f"< {name}")
             body = {"detail": "rejected"} if self.rtif_status >= 400 else {"message": "set"}
@@ -49,6 +56,14 @@ class SlowApi:
 @pytest.fixture
 def api() -> SlowApi:
     return SlowApi()
+
+
+@pytest.fixture
+def three_quick_attempts(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Airflow's retry policy for Execution API calls, with 3 attempts and no wait between them."""
+    monkeypatch.setattr(Client.request.retry, "stop", stop_after_attempt(3))  # type: ignore[attr-defined]
+    monkeypatch.setattr(Client.request.retry, "wait", wait_none())  # type: ignore[attr-defined]
+    return 3
 
 
 def _client(api: SlowApi) -> WriteBehindClient:
@@ -135,6 +150,36 @@ def test_a_heartbeat_leaves_the_failure_to_the_tasks_own_request(api: SlowApi) -
 
         with pytest.raises(ServerResponseError):
             _succeed(c)
+
+
+def test_a_cut_connection_is_retried_by_airflows_own_policy(api: SlowApi, three_quick_attempts: int) -> None:
+    api.cut_writes = three_quick_attempts - 1
+    with _after_answered_write(api, 201) as c:
+        _push_xcom(c)  # no error: the last attempt was answered
+
+    assert [line for line in api.log if line.endswith("PUT rtif")] == [
+        "> PUT rtif",
+        "x PUT rtif",
+        "> PUT rtif",
+        "x PUT rtif",
+        "> PUT rtif",
+        "< PUT rtif",
+    ]
+    assert api.log.index("< PUT rtif") < api.log.index("> POST return_value")
+
+
+def test_a_connection_cut_on_every_attempt_fails_the_tasks_next_request(
+    api: SlowApi, three_quick_attempts: int
+) -> None:
+    api.cut_writes = three_quick_attempts
+    with _after_answered_write(api, 201) as c:
+        _heartbeat(c)  # the heartbeat still goes out, after the last attempt
+        with pytest.raises(httpx.RemoteProtocolError):
+            _push_xcom(c)
+
+    assert api.log.count("x PUT rtif") == three_quick_attempts
+    assert api.log.index("> PUT heartbeat") > api.log.index("x PUT rtif")
+    assert "> POST return_value" not in api.log
 
 
 def test_a_write_for_a_cleared_task_instance_is_skipped_as_airflow_skips_it(api: SlowApi) -> None:
